@@ -1,0 +1,252 @@
+"""The policy engine: one function that the webhook and the CLI both call.
+
+`evaluate` takes one object (and its old version on UPDATE/DELETE), the inventory of the
+other objects, the policy and the enforcement point, and returns a `Decision`: the
+findings with the action the policy assigns to each, and on request the JSON patch of the
+defaults. It does no I/O.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonpatch
+
+from webhook.context import Context
+from webhook.findings import Action, Finding, Outcome, weaker
+from webhook.inventory import InventoryView, Overlay
+from webhook.objects import SCHEMA_RULE, Resource, metadata_of, parse, scope_kind
+from webhook.policy import EnforcementPoint, Policy
+from webhook.registry import DEFAULTERS, RULES, Change, load_all
+
+DEFAULTS_APPLIED = "meshwarden.io/defaults-applied"
+SKIP_DEFAULTS = "meshwarden.io/skip-defaults"
+OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
+
+
+class EngineInputError(ValueError):
+    """The request cannot be reviewed at all (no object to look at, unknown operation)."""
+
+
+@dataclass
+class Decision:
+    kind: str  # the object's kind as written
+    namespace: str
+    name: str
+    status: str  # reviewed | skipped (out of scope) | exempt (exempt namespace)
+    outcomes: list[Outcome] = field(default_factory=list)
+    patch: list[dict[str, Any]] = field(default_factory=list)
+    defaults_applied: list[str] = field(default_factory=list)
+    mutated: dict[str, Any] | None = None  # the object with defaults, when there are any
+
+    @property
+    def allowed(self) -> bool:
+        return not any(o.action is Action.DENY for o in self.outcomes)
+
+    @property
+    def denials(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.action is Action.DENY]
+
+    @property
+    def warnings(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.action in (Action.WARN, Action.DOWNGRADED)]
+
+    @property
+    def verdict(self) -> str:
+        if not self.allowed:
+            return "denied"
+        return "mutated" if self.patch else "allowed"
+
+
+def evaluate(
+    policy: Policy,
+    point: EnforcementPoint,
+    inventory: InventoryView,
+    operation: str,
+    obj: Mapping[str, Any] | None,
+    old: Mapping[str, Any] | None = None,
+    *,
+    validate: bool = True,
+    mutate: bool = False,
+    today: dt.date | None = None,
+) -> Decision:
+    load_all()
+    if operation not in OPERATIONS:
+        raise EngineInputError(f"unknown operation {operation!r}")
+    target = obj if obj is not None else old
+    if target is None or (operation == "DELETE" and old is None and obj is None):
+        raise EngineInputError("no object to review: neither object nor oldObject is set")
+    if operation != "DELETE" and obj is None:
+        raise EngineInputError(f"{operation} without an object")
+
+    mesh = policy.mesh
+    namespace, name = metadata_of(target)
+    raw_kind = str(target.get("kind", ""))
+    kind = scope_kind(target, mesh.root_namespace)
+    if kind is None or operation == "CONNECT":
+        return Decision(raw_kind, namespace, name, "skipped")
+    if policy.is_exempt(namespace):
+        return Decision(raw_kind, namespace, name, "exempt")
+    decision = Decision(raw_kind, namespace, name, "reviewed")
+    today = today or dt.datetime.now(dt.UTC).date()
+
+    parsed = parse(target, kind)
+    if isinstance(parsed, list):
+        # Istio would refuse it: report that alone; no other rule reasons about it.
+        if validate and operation != "DELETE":
+            decision.outcomes = _resolve(policy, point, parsed, namespace, name, today, frozenset())
+        return decision
+
+    base_before: InventoryView = (
+        inventory
+        if operation != "CREATE"
+        else Overlay(inventory, remove=parsed.key, domain=mesh.cluster_domain)
+    )
+    if operation == "DELETE":
+        after: InventoryView = Overlay(inventory, remove=parsed.key, domain=mesh.cluster_domain)
+    else:
+        after = Overlay(inventory, remove=parsed.key, add=parsed, domain=mesh.cluster_domain)
+
+    resource, raw = parsed, target
+    if mutate and operation in ("CREATE", "UPDATE"):
+        mutated = _apply_defaults(policy, resource, raw, after, base_before, operation, decision)
+        if mutated is not None:
+            raw = mutated
+            reparsed = parse(mutated, kind)
+            if isinstance(reparsed, Resource):
+                resource = reparsed
+                after = Overlay(inventory, remove=resource.key, add=resource, domain=mesh.cluster_domain)
+
+    if not validate:
+        return decision
+
+    ctx = Context(resource, operation, after, base_before, mesh, policy.rule_params.get(SCHEMA_RULE), raw)  # type: ignore[arg-type]
+    findings: list[Finding] = []
+    if operation != "DELETE" and policy.rule_enabled(SCHEMA_RULE) and SCHEMA_RULE in RULES:
+        findings = list(_run(SCHEMA_RULE, ctx, policy))
+        if any(f.level == "deny" for f in findings):
+            decision.outcomes = _resolve(policy, point, findings, namespace, name, today, frozenset())
+            return decision
+    for rule_id, spec in RULES.items():
+        if rule_id == SCHEMA_RULE or kind not in spec.kinds or not policy.rule_enabled(rule_id):
+            continue
+        findings.extend(_run(rule_id, ctx, policy))
+
+    existing: frozenset[tuple[str, str, str]] = frozenset()
+    if operation == "UPDATE" and old is not None and findings:
+        existing = _existing_findings(policy, findings, old, kind, inventory, mesh)
+    decision.outcomes = _resolve(policy, point, findings, namespace, name, today, existing)
+    return decision
+
+
+def _run(rule_id: str, ctx: Context, policy: Policy) -> Iterable[Finding]:
+    spec = RULES[rule_id]
+    rctx = Context(
+        ctx.resource, ctx.operation, ctx.inventory, ctx.before, ctx.mesh, policy.rule_params[rule_id], ctx.raw
+    )
+    return spec.check(rctx)
+
+
+def _existing_findings(
+    policy: Policy,
+    findings: list[Finding],
+    old: Mapping[str, Any],
+    kind: str,
+    inventory: InventoryView,
+    mesh: Any,
+) -> frozenset[tuple[str, str, str]]:
+    """Findings the old object already had, for rules that downgrade them (on UPDATE, so a
+    label change on an old non-compliant object is not blocked)."""
+    old_res = parse(old, kind)
+    if isinstance(old_res, list):
+        return frozenset()
+    keys: set[tuple[str, str, str]] = set()
+    for rule_id in {f.rule for f in findings}:
+        if rule_id == SCHEMA_RULE or not policy.downgrade_existing(rule_id):
+            continue
+        ctx = Context(old_res, "UPDATE", inventory, inventory, mesh, policy.rule_params[rule_id], old)
+        keys.update((f.rule, f.path_text, f.message) for f in RULES[rule_id].check(ctx))
+    return frozenset(keys)
+
+
+def _resolve(
+    policy: Policy,
+    point: EnforcementPoint,
+    findings: Iterable[Finding],
+    namespace: str,
+    name: str,
+    today: dt.date,
+    existing: frozenset[tuple[str, str, str]],
+) -> list[Outcome]:
+    out: list[Outcome] = []
+    for f in findings:
+        action = policy.action(f.rule, point)
+        if f.level == "warn":
+            action = weaker(action, Action.WARN)
+        exc = policy.exception_for(f.rule, namespace, name, today)
+        if exc is not None:
+            out.append(
+                Outcome(f, Action.EXCEPTED, f"exception {exc.ticket} until {exc.expires}: {exc.reason}")
+            )
+        elif action is Action.DENY and (f.rule, f.path_text, f.message) in existing:
+            out.append(Outcome(f, Action.DOWNGRADED, "existing violation: the old object already had it"))
+        else:
+            out.append(Outcome(f, action))
+    return out
+
+
+def _apply_defaults(
+    policy: Policy,
+    resource: Resource,
+    raw: Mapping[str, Any],
+    after: InventoryView,
+    before: InventoryView,
+    operation: str,
+    decision: Decision,
+) -> dict[str, Any] | None:
+    annotations = resource.annotations
+    if (
+        policy.file.allow_skip_defaults_annotation
+        and str(annotations.get(SKIP_DEFAULTS, "")).lower() == "true"
+    ):
+        return None
+    changes: list[Change] = []
+    applied: list[str] = []
+    for did, spec in DEFAULTERS.items():
+        if resource.kind not in spec.kinds or not policy.defaulter_enabled(did):
+            continue
+        ctx = Context(resource, operation, after, before, policy.mesh, policy.defaulter_params[did], raw)
+        got = spec.mutate(ctx)
+        if got:
+            changes.extend(got)
+            applied.append(did)
+    if not changes:
+        return None
+    mutated = copy.deepcopy(dict(raw))
+    for change in changes:
+        _set(mutated, change.path, change.value)
+    previous = [p for p in str(annotations.get(DEFAULTS_APPLIED, "")).split(",") if p]
+    _set(mutated, ("metadata", "annotations", DEFAULTS_APPLIED), ",".join(sorted({*previous, *applied})))
+    decision.patch = jsonpatch.make_patch(dict(raw), mutated).patch
+    decision.defaults_applied = applied
+    decision.mutated = mutated
+    return mutated
+
+
+def _set(doc: dict[str, Any], path: tuple[str | int, ...], value: Any) -> None:
+    node: Any = doc
+    for part, nxt in itertools.pairwise(path):
+        if isinstance(part, int):
+            node = node[part]
+            continue
+        child = node.get(part)
+        if child is None:
+            child = [] if isinstance(nxt, int) else {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value

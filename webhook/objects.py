@@ -1,0 +1,177 @@
+"""Istio objects as the engine sees them: which raw objects are in scope, and their
+parsed form (`Resource`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from webhook.findings import Finding, Path
+from webhook.models import SPEC_MODELS, IstioModel, MeshConfig
+
+NETWORKING_GROUP = "networking.istio.io"
+NETWORKING_VERSIONS = frozenset({"v1alpha3", "v1beta1", "v1"})
+NETWORKING_KINDS = frozenset(SPEC_MODELS)
+# Pseudo-kind for the mesh config ConfigMap (`istio` / `istio-<revision>`, key `mesh`).
+MESH_CONFIG = "MeshConfig"
+ISTIO_OPERATOR = "IstioOperator"
+SCHEMA_RULE = "istio-schema"
+
+ResourceKey = tuple[str, str, str]  # kind, namespace, name
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """An in-scope object, parsed. `spec` is the kind's model; for the mesh ConfigMap and
+    IstioOperator it is the MeshConfig they carry."""
+
+    kind: str
+    namespace: str
+    name: str
+    spec: IstioModel
+    api_version: str = ""
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> ResourceKey:
+        return (self.kind, self.namespace, self.name)
+
+    @property
+    def display(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+def scope_kind(raw: Mapping[str, Any], root_namespace: str) -> str | None:
+    """The engine kind of a raw object, or None when meshwarden does not review it."""
+    api_version = raw.get("apiVersion")
+    kind = raw.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        return None
+    group, _, version = api_version.rpartition("/")
+    if group == NETWORKING_GROUP and version in NETWORKING_VERSIONS and kind in NETWORKING_KINDS:
+        return kind
+    if group == "install.istio.io" and kind == ISTIO_OPERATOR:
+        return ISTIO_OPERATOR
+    if group == "" and version == "v1" and kind == "ConfigMap" and _is_mesh_configmap(raw, root_namespace):
+        return MESH_CONFIG
+    return None
+
+
+def _is_mesh_configmap(raw: Mapping[str, Any], root_namespace: str) -> bool:
+    meta = raw.get("metadata")
+    if not isinstance(meta, Mapping) or meta.get("namespace", "default") != root_namespace:
+        return False
+    name = meta.get("name")
+    if name == "istio":
+        return True
+    # `istio-<revision>`; other istio-* ConfigMaps (istio-ca-root-cert,
+    # istio-sidecar-injector) carry no `mesh` key and are not mesh config.
+    data = raw.get("data")
+    return (
+        isinstance(name, str) and name.startswith("istio-") and isinstance(data, Mapping) and "mesh" in data
+    )
+
+
+def metadata_of(raw: Mapping[str, Any]) -> tuple[str, str]:
+    """(namespace, name); an object without a namespace is in `default`, as kubectl
+    would place it."""
+    meta = raw.get("metadata")
+    if not isinstance(meta, Mapping):
+        return "default", ""
+    ns = meta.get("namespace")
+    name = meta.get("name") or meta.get("generateName") or ""
+    return (ns if isinstance(ns, str) and ns else "default"), str(name)
+
+
+def parse(raw: Mapping[str, Any], kind: str) -> Resource | list[Finding]:
+    """Parse an in-scope raw object. Returns the Resource, or the `istio-schema` findings
+    that make it unreadable (wrong types, a mesh YAML that does not parse)."""
+    namespace, name = metadata_of(raw)
+    meta = raw.get("metadata")
+    annotations: Mapping[str, str] = {}
+    if isinstance(meta, Mapping) and isinstance(meta.get("annotations"), Mapping):
+        annotations = meta["annotations"]
+    api_version = str(raw.get("apiVersion", ""))
+
+    if kind == MESH_CONFIG:
+        data = raw.get("data")
+        text = data.get("mesh", "") if isinstance(data, Mapping) else ""
+        path: Path = ("data", "mesh")
+        if not isinstance(text, str):
+            return [Finding(SCHEMA_RULE, path, "mesh config must be a YAML string")]
+        try:
+            mesh = yaml.load(text, Loader=_Loader) if text.strip() else {}
+        except yaml.YAMLError as exc:
+            return [Finding(SCHEMA_RULE, path, f"mesh config is not valid YAML: {_yaml_problem(exc)}")]
+        return _build(MeshConfig, mesh or {}, path, kind, namespace, name, api_version, annotations)
+    if kind == ISTIO_OPERATOR:
+        spec = raw.get("spec") or {}
+        mesh = spec.get("meshConfig") if isinstance(spec, Mapping) else None
+        path = ("spec", "meshConfig")
+        return _build(MeshConfig, mesh or {}, path, kind, namespace, name, api_version, annotations)
+
+    spec = raw.get("spec")
+    if spec is None:
+        return [Finding(SCHEMA_RULE, ("spec",), "spec: Required value")]
+    return _build(SPEC_MODELS[kind], spec, ("spec",), kind, namespace, name, api_version, annotations)
+
+
+def _build(
+    model: type[IstioModel],
+    data: Any,
+    path: Path,
+    kind: str,
+    namespace: str,
+    name: str,
+    api_version: str,
+    annotations: Mapping[str, str],
+) -> Resource | list[Finding]:
+    if not isinstance(data, Mapping):
+        return [Finding(SCHEMA_RULE, path, f"must be an object, got {_type_name(data)}")]
+    try:
+        spec = model.model_validate(data)
+    except ValidationError as exc:
+        return [
+            Finding(SCHEMA_RULE, path + tuple(err["loc"]), _pydantic_message(err))
+            for err in exc.errors(include_url=False)
+        ]
+    return Resource(kind, namespace, name, spec, api_version, annotations)
+
+
+def _pydantic_message(err: Mapping[str, Any]) -> str:
+    expected = {
+        "int_type": "must be an integer",
+        "string_type": "must be a string",
+        "bool_type": "must be a boolean",
+        "list_type": "must be a list",
+        "dict_type": "must be an object",
+        "model_type": "must be an object",
+        "model_attributes_type": "must be an object",
+    }.get(err["type"])
+    got = _type_name(err.get("input"))
+    return f"{expected}, got {got}" if expected else str(err["msg"])
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "list",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{problem} (line {mark.line + 1})" if mark is not None else str(problem)
