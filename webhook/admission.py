@@ -1,0 +1,161 @@
+"""The AdmissionReview contract (admission.k8s.io/v1): parsing what the API server sends
+and building exactly the response it expects."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook.engine import Decision
+
+API_VERSION = "admission.k8s.io/v1"
+KIND = "AdmissionReview"
+# The API server truncates long warnings (and rejects huge ones); keep each one short.
+MAX_WARNING_CHARS = 256
+
+
+class ReviewError(Exception):
+    """The body is not a usable AdmissionReview. With a uid the answer is a denying
+    AdmissionReview (the API server can show the message); without one, a 4xx."""
+
+    def __init__(self, status: int, message: str, uid: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.uid = uid
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRequest:
+    uid: str
+    operation: str
+    kind: Mapping[str, str]
+    resource: Mapping[str, str]
+    namespace: str
+    name: str
+    object: dict[str, Any] | None
+    old_object: dict[str, Any] | None
+    dry_run: bool
+    user: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_review(body: bytes) -> AdmissionRequest:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ReviewError(400, f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ReviewError(400, "request body must be a JSON object (an AdmissionReview)")
+    if doc.get("kind") != KIND or doc.get("apiVersion") != API_VERSION:
+        raise ReviewError(
+            400,
+            f"expected apiVersion {API_VERSION} kind {KIND}, got "
+            f"apiVersion {doc.get('apiVersion')!r} kind {doc.get('kind')!r}",
+        )
+    req = doc.get("request")
+    if not isinstance(req, dict):
+        raise ReviewError(400, "AdmissionReview has no request object")
+    uid = req.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise ReviewError(400, "AdmissionReview request has no uid")
+
+    def field_of(name: str, types: type | tuple[type, ...], default: Any) -> Any:
+        value = req.get(name, default)
+        if value is None:
+            return default
+        if not isinstance(value, types):
+            raise ReviewError(400, f"request.{name} has the wrong type", uid)
+        return value
+
+    operation = field_of("operation", str, "")
+    if operation not in ("CREATE", "UPDATE", "DELETE", "CONNECT"):
+        raise ReviewError(
+            400, f"request.operation must be CREATE, UPDATE, DELETE or CONNECT, got {operation!r}", uid
+        )
+    obj = field_of("object", dict, None)
+    old = field_of("oldObject", dict, None)
+    if operation in ("CREATE", "UPDATE") and obj is None:
+        raise ReviewError(400, f"{operation} request has no object", uid)
+    if operation == "DELETE" and old is None and obj is None:
+        raise ReviewError(400, "DELETE request has no oldObject", uid)
+    return AdmissionRequest(
+        uid=uid,
+        operation=operation,
+        kind=field_of("kind", dict, {}),
+        resource=field_of("resource", dict, {}),
+        namespace=field_of("namespace", str, ""),
+        name=field_of("name", str, ""),
+        object=obj,
+        old_object=old,
+        dry_run=bool(field_of("dryRun", bool, False)),
+        user=field_of("userInfo", dict, {}),
+    )
+
+
+def review_response(uid: str, response: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": KIND, "response": {"uid": uid, **response}}
+
+
+def decision_response(uid: str, decision: Decision, *, mutate: bool) -> dict[str, Any]:
+    """The AdmissionReview answer for an engine decision."""
+    response: dict[str, Any] = {"allowed": decision.allowed}
+    if not decision.allowed:
+        response["status"] = {"code": 403, "reason": "Forbidden", "message": deny_message(decision)}
+    warnings = [
+        _warning(o.finding.rule, o.finding.path_text, o.finding.message, o.note) for o in decision.warnings
+    ]
+    if warnings:
+        response["warnings"] = warnings
+    if mutate and decision.patch and decision.allowed:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(
+            json.dumps(decision.patch, separators=(",", ":")).encode()
+        ).decode()
+    response["auditAnnotations"] = audit_annotations(decision, mutate=mutate)
+    return review_response(uid, response)
+
+
+def error_response(uid: str, code: int, message: str) -> dict[str, Any]:
+    return review_response(
+        uid,
+        {
+            "allowed": False,
+            "status": {"code": code, "message": message},
+            "auditAnnotations": {"verdict": "error"},
+        },
+    )
+
+
+def deny_message(decision: Decision) -> str:
+    """Every deny-level finding as `[rule-id] path: message — fix`, one per line, under a
+    header naming the object."""
+    lines = [f"{decision.kind} {decision.namespace}/{decision.name} violates the mesh policy:"]
+    for o in decision.denials:
+        f = o.finding
+        line = f"[{f.rule}] {f.path_text}: {f.message}"
+        if f.fix:
+            line += f" — {f.fix}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def audit_annotations(decision: Decision, *, mutate: bool) -> dict[str, str]:
+    """Keys the API server prefixes with the webhook name in its own audit log."""
+    out = {"verdict": decision.verdict if not mutate or decision.allowed else "denied"}
+    denied = sorted({o.finding.rule for o in decision.denials})
+    warned = sorted({o.finding.rule for o in decision.warnings})
+    if denied:
+        out["denied-rules"] = ",".join(denied)
+    if warned:
+        out["warned-rules"] = ",".join(warned)
+    if decision.defaults_applied:
+        out["defaults-applied"] = ",".join(decision.defaults_applied)
+    return out
+
+
+def _warning(rule: str, path: str, message: str, note: str) -> str:
+    text = f"[{rule}] {path}: {message}" + (f" ({note})" if note else "")
+    return text if len(text) <= MAX_WARNING_CHARS else text[: MAX_WARNING_CHARS - 1] + "…"
