@@ -1,0 +1,97 @@
+"""The host index answers exactly what a scan with Istio's matching would."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from webhook import hosts as H
+from webhook.inventory import MemoryInventory, Overlay, hosts_of
+from webhook.models import DestinationRule, ServiceEntry, VirtualService
+from webhook.objects import Resource
+
+_labels = st.sampled_from(["a", "b", "foo", "bar", "com", "org", "wikipedia", "svc"])
+_concrete = st.lists(_labels, min_size=1, max_size=4).map(".".join)
+_host = st.one_of(
+    _concrete,
+    _concrete.map(lambda h: "*." + h),
+    st.just("*"),
+    _concrete.map(lambda h: "*" + h),  # partial wildcard
+)
+
+
+def _se(i: int, hosts: list[str], ns: str = "default") -> Resource:
+    return Resource("ServiceEntry", ns, f"se-{i}", ServiceEntry(hosts=hosts))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(_host, min_size=1, max_size=3), max_size=25), _host)
+def test_matching_equals_brute_force(host_lists: list[list[str]], query: str) -> None:
+    resources = [_se(i, hs) for i, hs in enumerate(host_lists)]
+    inv = MemoryInventory(resources)
+    expected = {r.key for r in resources if any(H.matches(h, query) for h in r.spec.hosts)}  # type: ignore[attr-defined]
+    assert {r.key for r in inv.matching("ServiceEntry", query)} == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(_host, min_size=1, max_size=3), min_size=1, max_size=15), st.data())
+def test_delete_and_update_keep_the_index_exact(host_lists: list[list[str]], data: st.DataObject) -> None:
+    inv = MemoryInventory(_se(i, hs) for i, hs in enumerate(host_lists))
+    victim = data.draw(st.integers(0, len(host_lists) - 1))
+    inv.delete(("ServiceEntry", "default", f"se-{victim}"))
+    moved = data.draw(st.integers(0, len(host_lists) - 1))
+    new_hosts = data.draw(st.lists(_host, min_size=1, max_size=3))
+    inv.upsert(_se(moved, new_hosts))
+    live = {i: hs for i, hs in enumerate(host_lists) if i != victim}
+    live[moved] = new_hosts
+    for query in {h for hs in live.values() for h in hs} | {"x.y", "*"}:
+        expected = {
+            ("ServiceEntry", "default", f"se-{i}")
+            for i, hs in live.items()
+            if any(H.matches(h, query) for h in hs)
+        }
+        assert {r.key for r in inv.matching("ServiceEntry", query)} == expected, query
+
+
+def test_short_names_resolve_in_the_rule_namespace() -> None:
+    dr = Resource("DestinationRule", "shop", "r", DestinationRule(host="reviews"))
+    vs = Resource("VirtualService", "shop", "v", VirtualService(hosts=["reviews", "api.example.com"]))
+    assert hosts_of(dr) == ("reviews.shop.svc.cluster.local",)
+    inv = MemoryInventory([dr, vs])
+    assert [r.name for r in inv.matching("DestinationRule", "reviews.shop.svc.cluster.local")] == ["r"]
+    assert inv.matching("DestinationRule", "reviews.other.svc.cluster.local") == []
+    assert [r.name for r in inv.matching("VirtualService", "*.example.com")] == ["v"]
+
+
+def test_kinds_are_indexed_apart() -> None:
+    inv = MemoryInventory(
+        [_se(1, ["a.com"]), Resource("DestinationRule", "default", "d", DestinationRule(host="a.com"))]
+    )
+    assert [r.kind for r in inv.matching("ServiceEntry", "a.com")] == ["ServiceEntry"]
+    assert [r.kind for r in inv.matching("DestinationRule", "a.com")] == ["DestinationRule"]
+    assert inv.matching("Gateway", "a.com") == []
+    assert len(inv) == 2
+
+
+def test_overlay_replaces_adds_and_removes_without_touching_the_base() -> None:
+    old = _se(1, ["old.example.com"])
+    other = _se(2, ["other.example.com"])
+    base = MemoryInventory([old, other])
+    new = _se(1, ["new.example.com"])
+    after = Overlay(base, remove=old.key, add=new)
+    assert after.get(old.key) is new
+    assert after.matching("ServiceEntry", "old.example.com") == []
+    assert after.matching("ServiceEntry", "new.example.com") == [new]
+    assert {r.name for r in after.of_kind("ServiceEntry")} == {"se-1", "se-2"}
+    deleted = Overlay(base, remove=other.key)
+    assert deleted.get(other.key) is None
+    assert deleted.matching("ServiceEntry", "*.example.com") == [old]
+    # The base is unchanged.
+    assert base.matching("ServiceEntry", "old.example.com") == [old]
+
+
+def test_replace_all_swaps_the_whole_content() -> None:
+    inv = MemoryInventory([_se(1, ["a.com"])])
+    inv.replace_all([_se(2, ["b.com"])])
+    assert inv.matching("ServiceEntry", "a.com") == []
+    assert [r.name for r in inv.matching("ServiceEntry", "b.com")] == ["se-2"]
