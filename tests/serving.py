@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -36,7 +37,10 @@ class Server:
         return self.cert_dir / "ca.crt"
 
     def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, verify=str(self.ca), timeout=10.0, **kwargs)  # type: ignore[arg-type]
+        return httpx.Client(base_url=self.url, verify=self.ssl_context(), timeout=10.0, **kwargs)  # type: ignore[arg-type]
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca))
 
     def log_text(self) -> str:
         return "".join(self.output)
