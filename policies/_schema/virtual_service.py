@@ -1,0 +1,622 @@
+"""VirtualService (istiod `ValidateVirtualService`, `validateHTTPRoute` and friends)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from policies._schema.common import (
+    FIX_HOST,
+    FIX_PORT,
+    Report,
+    check_destination,
+    check_duration,
+    check_export_to,
+    check_labels,
+    check_object,
+    fqdn_problem,
+    gateway_bound_domain_problem,
+    get,
+    is_dns1123_label,
+    is_int,
+    is_ip,
+    port_problem,
+    q,
+    subnet_problem,
+    type_name,
+    wildcard_domain_problem,
+)
+from webhook import durations
+from webhook.findings import Path
+from webhook.hosts import matches, subset_of
+from webhook.models import Destination, HTTPRetry, HTTPRoute, RouteDestination, VirtualService
+
+# Envoy's retry-on policies (x-envoy-retry-on and x-envoy-retry-grpc-on).
+RETRY_ON = frozenset(
+    {
+        "5xx",
+        "gateway-error",
+        "reset",
+        "reset-before-request",
+        "connect-failure",
+        "retriable-4xx",
+        "refused-stream",
+        "retriable-status-codes",
+        "retriable-headers",
+        "envoy-ratelimited",
+        "http3-post-connect-failure",
+        "cancelled",
+        "deadline-exceeded",
+        "internal",
+        "resource-exhausted",
+        "unavailable",
+    }
+)
+# Status codes Go's net/http has a name for (http.StatusText != "").
+_HTTP_STATUS = frozenset(
+    [
+        100,
+        101,
+        102,
+        103,
+        *range(200, 209),
+        226,
+        300,
+        301,
+        302,
+        303,
+        304,
+        305,
+        307,
+        308,
+        *range(400, 419),
+        421,
+        422,
+        423,
+        424,
+        425,
+        426,
+        428,
+        429,
+        431,
+        451,
+        *range(500, 509),
+        510,
+        511,
+    ]
+)
+_FIX_GATEWAY = "name gateways as `<namespace>/<name>` (DNS labels), or `mesh` for the sidecars"
+_FIX_ROUTE = (
+    "give the route a `route` (destinations), a `redirect` or a `directResponse`, and only one of them"
+)
+_MB = 1024 * 1024
+
+
+def validate(report: Report, spec: VirtualService, namespace: str, raw_spec: Mapping[str, Any]) -> None:
+    delegate = not spec.hosts
+    if delegate:
+        if spec.gateways:
+            report.error(
+                ("spec", "gateways"),
+                "delegate virtual service must have no gateways specified",
+                "remove `gateways`: the root virtual service binds the gateways",
+            )
+        if spec.tls:
+            report.error(
+                ("spec", "tls"),
+                "delegate virtual service must have no tls route specified",
+                "move the tls routes to a root virtual service",
+            )
+        if spec.tcp:
+            report.error(
+                ("spec", "tcp"),
+                "delegate virtual service must have no tcp route specified",
+                "move the tcp routes to a root virtual service",
+            )
+
+    applies_to_gateway = False
+    if spec.gateways:
+        check_gateway_names(report, ("spec", "gateways"), spec.gateways)
+        applies_to_gateway = "mesh" not in spec.gateways
+    _hosts(report, spec, applies_to_gateway)
+
+    if not spec.http and not spec.tcp and not spec.tls:
+        report.error(
+            ("spec",),
+            "http, tcp or tls must be provided in virtual service",
+            "add `http`, `tls` or `tcp` routes",
+        )
+    raw_http = get(raw_spec, "http")
+    for i, route in enumerate(spec.http):
+        raw_route = raw_http[i] if isinstance(raw_http, list) and i < len(raw_http) else None
+        _http_route(
+            report, ("spec", "http", i), route, delegate, raw_route if isinstance(raw_route, Mapping) else {}
+        )
+    for i, tls in enumerate(spec.tls):
+        path = ("spec", "tls", i)
+        if not tls.match:
+            report.error(
+                (*path, "match"), "TLS route must have at least one match condition", "match on `sniHosts`"
+            )
+        for j, match in enumerate(tls.match):
+            mpath = (*path, "match", j)
+            if not match.sni_hosts:
+                report.error(
+                    (*mpath, "sniHosts"),
+                    "TLS match must have at least one SNI host",
+                    "list the SNI host names to match",
+                )
+            for k, sni in enumerate(match.sni_hosts):
+                _sni_host(report, (*mpath, "sniHosts", k), sni, spec)
+            _l4_match(
+                report, mpath, match.destination_subnets, match.port, match.source_labels, match.gateways
+            )
+        if not tls.route:
+            report.error(
+                (*path, "route"), "TLS route is required", "add a `route` with at least one destination"
+            )
+        _destinations(report, (*path, "route"), tls.route)
+    for i, tcp in enumerate(spec.tcp):
+        path = ("spec", "tcp", i)
+        for j, match in enumerate(tcp.match):
+            _l4_match(
+                report,
+                (*path, "match", j),
+                match.destination_subnets,
+                match.port,
+                match.source_labels,
+                match.gateways,
+            )
+        if not tcp.route:
+            report.error(
+                (*path, "route"), "TCP route is required", "add a `route` with at least one destination"
+            )
+        _destinations(report, (*path, "route"), tcp.route)
+    check_export_to(report, ("spec", "exportTo"), namespace, spec.export_to)
+
+
+def check_gateway_names(report: Report, path: Path, names: Sequence[str]) -> None:
+    """validateGatewayNames: `ns/name`, `mesh`, or a bare DNS name (the legacy dotted form warns)."""
+    for i, name in enumerate(names):
+        ns, sep, gateway = name.partition("/")
+        if not sep:
+            if "." in name:
+                parts = name.split(".")
+                report.warn(
+                    (*path, i),
+                    f"using legacy gatewayName format {q(name)}; prefer the <namespace>/<name> format: "
+                    f"{q(parts[1] + '/' + parts[0])}",
+                    f"write `{parts[1]}/{parts[0]}`",
+                )
+            problem = fqdn_problem(name)
+            if problem:
+                report.error((*path, i), problem, _FIX_GATEWAY)
+            continue
+        if not ns or not gateway:
+            report.error((*path, i), "config namespace and gateway name cannot be empty", _FIX_GATEWAY)
+        if not is_dns1123_label(ns):
+            report.error((*path, i), f"invalid value for namespace: {q(ns)}", _FIX_GATEWAY)
+        if not is_dns1123_label(gateway):
+            report.error((*path, i), f"invalid value for gateway name: {q(gateway)}", _FIX_GATEWAY)
+
+
+def _hosts(report: Report, spec: VirtualService, applies_to_gateway: bool) -> None:
+    sni = any(match.sni_hosts for tls in spec.tls for match in tls.match)
+    all_valid = True
+    for i, host in enumerate(spec.hosts):
+        if applies_to_gateway:
+            problem = gateway_bound_domain_problem(host, sni)
+        else:
+            problem = wildcard_domain_problem(host)
+        if problem:
+            # An IP is a valid host too.
+            if not is_ip(host):
+                report.error(("spec", "hosts", i), problem, FIX_HOST)
+                all_valid = False
+        elif not applies_to_gateway and host == "*":
+            report.error(
+                ("spec", "hosts", i),
+                "wildcard host * is not allowed for virtual services bound to the mesh gateway",
+                "name the hosts the routes are for, or bind the virtual service to gateways only",
+            )
+            all_valid = False
+    if not all_valid:
+        return
+    hosts = spec.hosts
+    for i in range(len(hosts)):
+        for j in range(i + 1, len(hosts)):
+            if matches(hosts[i], hosts[j]):
+                report.error(
+                    ("spec", "hosts", j),
+                    f"duplicate hosts in virtual service: {hosts[i]} & {hosts[j]}",
+                    "list each host once; a wildcard already covers the names under it",
+                )
+
+
+def _sni_host(report: Report, path: Path, sni: str, spec: VirtualService) -> None:
+    # istiod treats a VirtualService without `mesh` in its gateways as gateway-bound here.
+    if "mesh" not in (spec.gateways or ()):
+        problem = gateway_bound_domain_problem(sni, True)
+    else:
+        problem = wildcard_domain_problem(sni)
+    if problem:
+        if is_ip(sni):
+            report.warn(
+                path,
+                f"using an IP address ({q(sni)}) goes against SNI spec and most clients do not support this",
+                "match on a host name",
+            )
+        else:
+            report.error(path, problem, FIX_HOST)
+        return
+    if not any(subset_of(sni, host) for host in spec.hosts):
+        report.error(
+            path,
+            f"SNI host {q(sni)} is not a compatible subset of any of the virtual service hosts: "
+            f"[{', '.join(spec.hosts)}]",
+            "match only SNI names covered by the virtual service's hosts",
+        )
+
+
+def _l4_match(
+    report: Report,
+    path: Path,
+    subnets: list[str] | None,
+    port: int | None,
+    source_labels: Mapping[str, str] | None,
+    gateways: list[str] | None,
+) -> None:
+    for k, subnet in enumerate(subnets or ()):
+        problem = subnet_problem(subnet)
+        if problem:
+            report.error((*path, "destinationSubnets", k), problem, "use an IP address or a CIDR block")
+    if port:
+        problem = port_problem(port)
+        if problem:
+            report.error((*path, "port"), problem, FIX_PORT)
+    check_labels(report, (*path, "sourceLabels"), source_labels)
+    if gateways:
+        check_gateway_names(report, (*path, "gateways"), gateways)
+
+
+def _http_route(report: Report, path: Path, route: HTTPRoute, delegate: bool, raw: Mapping[str, Any]) -> None:
+    _conflicts(report, path, route, delegate)
+    for j, match in enumerate(route.match):
+        mpath = (*path, "match", j)
+        _l4_match(report, mpath, None, match.port, match.source_labels, match.gateways)
+        if match.source_namespace and not is_dns1123_label(match.source_namespace):
+            report.error(
+                (*mpath, "sourceNamespace"),
+                f"sourceNamespace match {match.source_namespace} is invalid",
+                "use a namespace name",
+            )
+    cors = raw.get("corsPolicy")
+    if check_object(report, (*path, "corsPolicy"), cors) and cors is not None:
+        _max_age(report, (*path, "corsPolicy", "maxAge"), cors.get("maxAge"))
+    _fault(report, (*path, "fault"), route.fault)
+    _mirror_percentage(report, (*path, "mirrorPercentage"), raw.get("mirrorPercentage"), "mirror_percentage")
+    check_destination(report, (*path, "mirror"), route.mirror)
+    for k, mirror in enumerate(route.mirrors or ()):
+        _mirror(report, (*path, "mirrors", k), mirror)
+    _redirect(report, (*path, "redirect"), route.redirect)
+    _direct_response(report, (*path, "directResponse"), route.direct_response)
+    _retries(report, (*path, "retries"), route.retries, get(raw, "retries"))
+    _rewrite(report, (*path, "rewrite"), route.rewrite)
+    _destinations(report, (*path, "route"), route.route)
+    check_duration(report, (*path, "timeout"), route.timeout)
+
+
+def _conflicts(report: Report, path: Path, route: HTTPRoute, delegate: bool) -> None:
+    if not delegate and route.delegate is not None:
+        # A root route hands the request to the delegate: it may not route it itself.
+        name = f" {route.name}" if route.name else ""
+        if route.redirect is not None:
+            report.error(
+                (*path, "redirect"),
+                f"root HTTP route{name} must not specify redirect",
+                "remove `redirect` or `delegate`",
+            )
+        if route.route:
+            report.error(
+                (*path, "route"),
+                f"root HTTP route{name} must not specify route",
+                "remove `route` or `delegate`",
+            )
+        return
+    if delegate and route.delegate is not None:
+        report.error(
+            (*path, "delegate"),
+            "delegate HTTP route cannot contain delegate",
+            "delegation is one level deep: remove `delegate`",
+        )
+    if route.redirect is not None:
+        for present, field, message in (
+            (bool(route.route), "route", "HTTP route cannot contain both route and redirect"),
+            (route.fault is not None, "fault", "HTTP route cannot contain both fault and redirect"),
+            (
+                route.rewrite is not None,
+                "rewrite",
+                "HTTP route rule cannot contain both rewrite and redirect",
+            ),
+            (
+                route.direct_response is not None,
+                "directResponse",
+                "HTTP route rule cannot contain both direct_response and redirect",
+            ),
+        ):
+            if present:
+                report.error((*path, field), message, _FIX_ROUTE)
+    elif route.direct_response is not None:
+        for present, field, message in (
+            (bool(route.route), "route", "HTTP route cannot contain both route and direct_response"),
+            (route.fault is not None, "fault", "HTTP route cannot contain both fault and direct_response"),
+            (
+                route.rewrite is not None,
+                "rewrite",
+                "HTTP route rule cannot contain both rewrite and direct_response",
+            ),
+        ):
+            if present:
+                report.error((*path, field), message, _FIX_ROUTE)
+    elif not route.route:
+        report.error(path, "HTTP route, redirect or direct_response is required", _FIX_ROUTE)
+    if route.mirror is not None and route.mirrors:
+        report.error(
+            (*path, "mirrors"),
+            "HTTP route cannot contain both mirror and mirrors",
+            "keep either `mirror` or `mirrors`",
+        )
+
+
+def _destinations(report: Report, path: Path, destinations: list[RouteDestination]) -> None:
+    total = 0
+    for k, dest in enumerate(destinations):
+        dpath = (*path, k)
+        if dest.destination is None:
+            report.error((*dpath, "destination"), "destination is required", "set `destination.host`")
+        check_destination(report, (*dpath, "destination"), dest.destination)
+        weight = dest.weight or 0
+        if weight < 0:
+            report.error((*dpath, "weight"), f"weight {weight} < 0", "use weights from 0 to 100")
+        total += weight
+    if len(destinations) > 1 and total == 0:
+        report.error(path, "total destination weight = 0", "give the destinations weights that add up to 100")
+
+
+def _retries(report: Report, path: Path, retries: HTTPRetry | None, raw: Any) -> None:
+    if retries is None:
+        return
+    attempts = retries.attempts or 0
+    if attempts < 0:
+        report.error(
+            (*path, "attempts"),
+            "attempts cannot be negative",
+            "use 0 to disable retries, or a positive count",
+        )
+    if attempts == 0 and (
+        retries.per_try_timeout is not None
+        or retries.retry_on
+        or get(raw, "retryRemoteLocalities") is not None
+    ):
+        report.error(
+            path,
+            "http retry policy configured when attempts are set to 0 (disabled)",
+            "set `attempts` to the number of retries, or remove the other retry fields",
+        )
+    check_duration(report, (*path, "perTryTimeout"), retries.per_try_timeout)
+    check_duration(report, (*path, "backoff"), get(raw, "backoff"))
+    if retries.retry_on:
+        for token in retries.retry_on.split(","):
+            if token not in RETRY_ON and _status_code(token) not in _HTTP_STATUS:
+                report.error(
+                    (*path, "retryOn"),
+                    f"{q(token)} is not a valid retryOn policy",
+                    "use a comma-separated list (no spaces) of Envoy retry policies or HTTP status codes",
+                )
+
+
+def _status_code(token: str) -> int:
+    """strconv.Atoi, 0 when it fails."""
+    text = token[1:] if token[:1] in "+-" else token
+    if not text.isascii() or not text.isdigit():
+        return 0
+    return -int(text) if token.startswith("-") else int(text)
+
+
+def _max_age(report: Report, path: Path, value: Any) -> None:
+    check_duration(report, path, value)
+    if isinstance(value, str):
+        try:
+            ns = durations.parse(value)
+        except durations.DurationError:
+            return
+        if ns % 1_000_000_000:
+            report.error(
+                path,
+                "max_age duration is accurate only to seconds precision",
+                "use whole seconds, e.g. `24h`",
+            )
+
+
+def _fault(report: Report, path: Path, fault: Mapping[str, Any] | None) -> None:
+    if fault is None:
+        return
+    abort, delay = fault.get("abort"), fault.get("delay")
+    if abort is None and delay is None:
+        report.error(
+            path,
+            "HTTP fault injection must have an abort and/or a delay",
+            "add `abort` or `delay`, or remove `fault`",
+        )
+    if check_object(report, (*path, "abort"), abort) and abort is not None:
+        _percentage(report, (*path, "abort", "percentage"), abort.get("percentage"))
+        if "grpcStatus" in abort:
+            pass
+        elif "http2Error" in abort:
+            report.error(
+                (*path, "abort", "http2Error"),
+                "HTTP/2 abort fault injection not supported yet",
+                "abort with `httpStatus`",
+            )
+        elif "httpStatus" in abort:
+            _http_status(report, (*path, "abort", "httpStatus"), abort.get("httpStatus"))
+        else:
+            report.warn(
+                (*path, "abort"),
+                "abort configured, but error type not set",
+                "set `httpStatus` or `grpcStatus`",
+            )
+    if check_object(report, (*path, "delay"), delay) and delay is not None:
+        _percentage(report, (*path, "delay", "percentage"), delay.get("percentage"))
+        if "fixedDelay" in delay:
+            check_duration(report, (*path, "delay", "fixedDelay"), delay.get("fixedDelay"))
+        elif "exponentialDelay" in delay:
+            check_duration(report, (*path, "delay", "exponentialDelay"), delay.get("exponentialDelay"))
+            report.error(
+                (*path, "delay", "exponentialDelay"), "exponentialDelay not supported yet", "use `fixedDelay`"
+            )
+
+
+def _percentage(report: Report, path: Path, percentage: Any) -> None:
+    value = get(percentage, "value")
+    if value is None:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        report.error(
+            (*path, "value"), f"must be a number, got {type_name(value)}", "use a number from 0 to 100"
+        )
+    elif value < 0 or value > 100 or 0 < value < 0.0001:
+        report.error(
+            (*path, "value"),
+            f"percentage {value} is neither 0.0, nor in range [0.0001, 100.0]",
+            "use a number from 0.0001 to 100, or 0",
+        )
+
+
+def _mirror_percentage(report: Report, path: Path, percentage: Any, label: str) -> None:
+    value = get(percentage, "value")
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    if value > 100:
+        report.error(
+            (*path, "value"),
+            f"{label} must have a max value of 100 (it has {value:f})",
+            "use a number from 0 to 100",
+        )
+    if value < 0:
+        report.error(
+            (*path, "value"),
+            f"{label} must have a min value of 0 (it has {value:f})",
+            "use a number from 0 to 100",
+        )
+
+
+def _mirror(report: Report, path: Path, mirror: Any) -> None:
+    if not check_object(report, path, mirror):
+        return
+    if mirror is None:
+        report.error(path, "mirror cannot be null", "remove the empty entry")
+        return
+    raw_dest = mirror.get("destination")
+    if raw_dest is None:
+        report.error((*path, "destination"), "destination is required for mirrors", "set `destination.host`")
+        return
+    if not check_object(report, (*path, "destination"), raw_dest):
+        return
+    try:
+        dest = Destination.model_validate(raw_dest)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            report.error((*path, "destination", *err["loc"]), str(err["msg"]), "fix the field's type")
+        return
+    check_destination(report, (*path, "destination"), dest)
+    _mirror_percentage(report, (*path, "percentage"), mirror.get("percentage"), "mirror percentage")
+
+
+def _redirect(report: Report, path: Path, redirect: Mapping[str, Any] | None) -> None:
+    if redirect is None:
+        return
+    fix = "redirect with `uri`, `authority`, `scheme` or `port`"
+    if not any(redirect.get(field) for field in ("uri", "authority", "scheme")) and not (
+        "port" in redirect or "derivePort" in redirect
+    ):
+        report.error(path, "redirect must specify URI, authority, scheme, or port", fix)
+        return
+    code = redirect.get("redirectCode")
+    if is_int(code) and code != 0 and not 300 <= code <= 399:
+        report.error(
+            (*path, "redirectCode"),
+            f"{code} is not a valid redirect code, must be 3xx",
+            "use a 3xx code such as 301",
+        )
+        return
+    scheme = redirect.get("scheme")
+    if scheme not in (None, "", "http", "https"):
+        report.error(
+            (*path, "scheme"), 'invalid redirect scheme, must be "http" or "https"', 'use "http" or "https"'
+        )
+        return
+    port = redirect.get("port")
+    if is_int(port) and port > 0:
+        problem = port_problem(port)
+        if problem:
+            report.error((*path, "port"), problem, FIX_PORT)
+
+
+def _direct_response(report: Report, path: Path, response: Mapping[str, Any] | None) -> None:
+    if response is None:
+        return
+    body = response.get("body")
+    text = get(body, "string") or get(body, "bytes")
+    if isinstance(text, str):
+        if len(text) > _MB:
+            report.error(
+                (*path, "body"),
+                "large direct_responses may impact control plane performance, must be less than 1MB",
+                "serve large bodies from a service",
+            )
+        elif len(text) > 100 * 1024:
+            report.warn(
+                (*path, "body"),
+                "large direct_responses may impact control plane performance",
+                "serve large bodies from a service",
+            )
+    _http_status(report, (*path, "status"), response.get("status", 0))
+
+
+def _http_status(report: Report, path: Path, status: Any) -> None:
+    if not is_int(status):
+        report.error(
+            path, f"must be an integer, got {type_name(status)}", "use an HTTP status code from 200 to 599"
+        )
+    elif status < 200 or status > 600:
+        report.error(
+            path, f"HTTP status {status} is not in range 200-599", "use an HTTP status code from 200 to 599"
+        )
+
+
+def _rewrite(report: Report, path: Path, rewrite: Mapping[str, Any] | None) -> None:
+    if rewrite is None:
+        return
+    regex = rewrite.get("uriRegexRewrite")
+    fix = "rewrite with one of `uri` or `uriRegexRewrite`, and/or `authority`"
+    if rewrite.get("uri") and regex is not None:
+        report.error(path, "rewrite may only contain one of URI or UriRegexRewrite", fix)
+        return
+    if not rewrite.get("uri") and regex is None and not rewrite.get("authority"):
+        report.error(
+            path,
+            "rewrite must specify at least one of URI, UriRegexRewrite, or authority. "
+            "Only one of URI or UriRegexRewrite may be specified",
+            fix,
+        )
+        return
+    if regex is not None and (not get(regex, "match") or not get(regex, "rewrite")):
+        report.error(
+            (*path, "uriRegexRewrite"),
+            "UriRegexRewrite has errors: "
+            "UriRegexRewrite requires both Rewrite and Match fields to be specified",
+            "set both `match` and `rewrite`",
+        )
