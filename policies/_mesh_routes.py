@@ -1,0 +1,685 @@
+"""How Istio routes traffic for an external host:port, as the egress rules need it.
+
+Shared by `wildcard-host-egress-gateway` and `external-tls-origination`:
+- visibility (`exportTo`) of an object in a namespace;
+- the DestinationRules Istio applies to a host seen from a proxy's namespace (lookup path:
+  proxy namespace, then the service's namespace, then the root namespace; the most specific
+  host wins inside each; istio/istio pilot/pkg/model/push_context.go `destinationRule`);
+- the TLS settings those rules give one port and subset (a port-level entry replaces the
+  top level wholesale, a subset overrides field by field; pilot `MergeTrafficPolicy`);
+- the VirtualServices that apply to sidecars (`mesh`) for a host, and where their routes
+  send the traffic of one port, including the hop through the egress gateway.
+
+Every lookup goes through `InventoryView.matching` (indexed by host) or `get` (by key).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from webhook import hosts as H
+from webhook.findings import Path
+from webhook.inventory import InventoryView
+from webhook.models import (
+    ClientTLSSettings,
+    Destination,
+    DestinationRule,
+    Gateway,
+    HTTPRoute,
+    L4MatchAttributes,
+    Server,
+    ServiceEntry,
+    Subset,
+    TLSMatchAttributes,
+    TrafficPolicy,
+    VirtualService,
+)
+from webhook.objects import Resource
+from webhook.policy import MeshSettings
+
+MESH = "mesh"
+GatewayKey = tuple[str, str]  # namespace, name; ("", "mesh") stands for the sidecars
+MESH_KEY: GatewayKey = ("", MESH)
+
+# Protocol classes (istio/istio pkg/config/protocol): which route list of a VirtualService
+# carries a port's traffic.
+_HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTP_PROXY"})
+TLS_PROTOCOLS = frozenset({"HTTPS", "TLS"})
+
+
+# --- visibility --------------------------------------------------------------------------
+
+
+def export_scope(res: Resource) -> frozenset[str] | None:
+    """The namespaces that see `res`; None means every namespace (the default)."""
+    export_to = getattr(res.spec, "export_to", None)
+    if not export_to or "*" in export_to:
+        return None
+    if "~" in export_to:
+        return frozenset()
+    return frozenset(res.namespace if e == "." else e for e in export_to)
+
+
+def visible_to(res: Resource, namespace: str) -> bool:
+    scope = export_scope(res)
+    return scope is None or namespace in scope
+
+
+def scope_covers(outer: frozenset[str] | None, inner: frozenset[str] | None) -> bool:
+    """True when every namespace of `inner` is also in `outer` (None = all namespaces)."""
+    if outer is None:
+        return True
+    return inner is not None and inner <= outer
+
+
+def describe_scope(scope: frozenset[str] | None) -> str:
+    return "every namespace" if scope is None else f"[{', '.join(sorted(scope)) or '~'}]"
+
+
+# --- protocols ---------------------------------------------------------------------------
+
+
+def route_classes(protocol: str | None) -> tuple[str, ...]:
+    """The VirtualService route lists that carry a port's traffic at a sidecar.
+
+    An empty protocol means sniffing: HTTP requests take the http routes, everything else
+    the tcp routes. TLS-class ports take tls routes (by SNI), then tcp routes.
+    """
+    proto = (protocol or "").upper()
+    if not proto:
+        return ("http", "tcp")
+    if proto in _HTTP_PROTOCOLS:
+        return ("http",)
+    if proto in TLS_PROTOCOLS:
+        return ("tls", "tcp")
+    return ("tcp",)
+
+
+def is_tls_protocol(protocol: str | None) -> bool:
+    return (protocol or "").upper() in TLS_PROTOCOLS
+
+
+def _server_classes(server: Server) -> tuple[str, ...]:
+    """The route lists a Gateway server hands its traffic to."""
+    proto = ((server.port.protocol if server.port else None) or "").upper()
+    mode = ((server.tls.mode if server.tls else None) or "PASSTHROUGH").upper()
+    if proto in _HTTP_PROTOCOLS:
+        return ("http",)
+    if proto == "HTTPS":
+        return ("tls",) if mode in ("PASSTHROUGH", "AUTO_PASSTHROUGH") else ("http",)
+    if proto == "TLS":
+        return ("tls",) if mode in ("PASSTHROUGH", "AUTO_PASSTHROUGH") else ("tcp",)
+    return ("tcp",)
+
+
+# --- endpoints ---------------------------------------------------------------------------
+
+
+def stays_on_node(se: ServiceEntry) -> bool:
+    """All endpoints are loopback addresses or unix sockets: the traffic never leaves the node."""
+    if not se.endpoints:
+        return False
+    return all(_is_local(ep.address or "") for ep in se.endpoints)
+
+
+def _is_local(address: str) -> bool:
+    if address.startswith("unix://"):
+        return True
+    if address.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def service_entries_for(inv: InventoryView, host: str) -> list[Resource]:
+    """ServiceEntries whose hosts cover `host`, most specific first."""
+    found: list[tuple[tuple[int, int], Resource]] = []
+    for res in inv.matching("ServiceEntry", host):
+        spec = res.spec
+        assert isinstance(spec, ServiceEntry)
+        best = [h.lower() for h in spec.hosts if H.subset_of(host, h.lower())]
+        if best:
+            found.append((max(H.specificity(h) for h in best), res))
+    found.sort(key=lambda item: (-item[0][0], -item[0][1], item[1].key))
+    return [res for _, res in found]
+
+
+# --- DestinationRules --------------------------------------------------------------------
+
+
+def dr_host(res: Resource, domain: str) -> str:
+    spec = res.spec
+    assert isinstance(spec, DestinationRule)
+    return H.resolve(spec.host or "", res.namespace, domain)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleLookup:
+    """The DestinationRules Istio applies to a host for one proxy namespace, and where it
+    found them. Several rules at once: non-selector rules for the same host merge (the
+    first top-level policy wins, by creation time, which the inventory does not know), and
+    each rule with a workloadSelector applies to its own workloads."""
+
+    namespace: str
+    rules: tuple[Resource, ...]
+
+
+def destination_rules(
+    inv: InventoryView, mesh: MeshSettings, host: str, proxy_ns: str, service_ns: str | None
+) -> RuleLookup | None:
+    domain = mesh.cluster_domain
+    by_ns: dict[str, list[tuple[str, Resource]]] = {}
+    for res in inv.matching("DestinationRule", host):
+        h = dr_host(res, domain)
+        if h and H.subset_of(host, h):
+            by_ns.setdefault(res.namespace, []).append((h, res))
+    if not by_ns:
+        return None
+    root = mesh.root_namespace
+
+    # 1. the proxy's own namespace (its namespace-local rules: exported there or selector-scoped)
+    local = [(h, r) for h, r in by_ns.get(proxy_ns, []) if _namespace_local(r)]
+    found = _most_specific(local)
+    if found:
+        return RuleLookup(proxy_ns, found)
+    # 2. the service's namespace, 3. the root namespace: rules exported to the proxy's namespace.
+    # The most specific host is chosen first and filtered by exportTo afterwards, as pilot does.
+    for ns in (service_ns, root):
+        if ns is None:
+            continue
+        exported = [(h, r) for h, r in by_ns.get(ns, []) if not _private_only(r)]
+        chosen = [r for r in _most_specific(exported) if visible_to(r, proxy_ns)]
+        if chosen:
+            return RuleLookup(ns, tuple(chosen))
+    return None
+
+
+def misplaced_rules(
+    inv: InventoryView, mesh: MeshSettings, host: str, lookup: RuleLookup | None
+) -> list[Resource]:
+    """DestinationRules for `host` that Istio does not apply (wrong namespace, exportTo)."""
+    used = {r.key for r in lookup.rules} if lookup else set()
+    out = []
+    for res in inv.matching("DestinationRule", host):
+        h = dr_host(res, mesh.cluster_domain)
+        if h and H.subset_of(host, h) and res.key not in used:
+            out.append(res)
+    return sorted(out, key=lambda r: r.key)
+
+
+def _namespace_local(res: Resource) -> bool:
+    spec = res.spec
+    assert isinstance(spec, DestinationRule)
+    if spec.workload_selector is not None:
+        return True
+    scope = export_scope(res)
+    return scope is None or res.namespace in scope
+
+
+def _private_only(res: Resource) -> bool:
+    spec = res.spec
+    assert isinstance(spec, DestinationRule)
+    if spec.workload_selector is not None:
+        return True
+    return export_scope(res) == frozenset({res.namespace})
+
+
+def _most_specific(pairs: list[tuple[str, Resource]]) -> tuple[Resource, ...]:
+    if not pairs:
+        return ()
+    best = max(H.specificity(h) for h, _ in pairs)
+    return tuple(sorted((r for h, r in pairs if H.specificity(h) == best), key=lambda r: r.key))
+
+
+@dataclass(frozen=True, slots=True)
+class PortTLS:
+    """The TLS settings one DestinationRule (or merged group) gives a port and subset, and
+    where in the rule they come from."""
+
+    rule: Resource
+    tls: ClientTLSSettings | None
+    path: Path  # the JSON path of the deciding `tls` (or of the port entry without one)
+    source: str  # human wording: "top-level tls", "portLevelSettings entry for port 80", ...
+
+
+def port_tls(lookup: RuleLookup, port: int, subset: str | None) -> list[PortTLS]:
+    """Every TLS setting a client could get for `port` (and `subset`) from the rules found.
+
+    Non-selector rules merge: the top-level policy of any of them may win (creation order is
+    unknown here), so each candidate is returned; a caller that needs origination requires
+    all of them to originate. A selector rule stands alone for its workloads."""
+    merged = [r for r in lookup.rules if _spec(r).workload_selector is None]
+    selected = [r for r in lookup.rules if _spec(r).workload_selector is not None]
+    out: list[PortTLS] = []
+    groups: list[list[Resource]] = ([merged] if merged else []) + [[r] for r in selected]
+    for group in groups:
+        tops = [r for r in group if _spec(r).traffic_policy is not None] or group[:1]
+        subsets = [
+            (r, i, s) for r in group for i, s in enumerate(_spec(r).subsets) if subset and s.name == subset
+        ]
+        for top in tops:
+            base = _top_tls(top, port)
+            if not subsets:
+                out.append(base)
+                continue
+            for owner, index, sub in subsets:
+                out.append(_subset_tls(base, owner, index, sub, port))
+    return out
+
+
+def _spec(res: Resource) -> DestinationRule:
+    spec = res.spec
+    assert isinstance(spec, DestinationRule)
+    return spec
+
+
+def _top_tls(res: Resource, port: int) -> PortTLS:
+    policy = _spec(res).traffic_policy
+    if policy is None:
+        return PortTLS(res, None, ("spec", "host"), "no trafficPolicy")
+    return _policy_tls(res, policy, port, ("spec", "trafficPolicy"), "")
+
+
+def _policy_tls(res: Resource, policy: TrafficPolicy, port: int, at: Path, label: str) -> PortTLS:
+    for k, entry in enumerate(policy.port_level_settings):
+        if entry.port is not None and entry.port.number == port:
+            path = (*at, "portLevelSettings", k)
+            where = f"{label}portLevelSettings entry for port {port}"
+            return PortTLS(res, entry.tls, (*path, "tls") if entry.tls is not None else path, where)
+    return PortTLS(res, policy.tls, (*at, "tls") if policy.tls is not None else at, f"{label}top-level tls")
+
+
+def _subset_tls(base: PortTLS, owner: Resource, index: int, sub: Subset, port: int) -> PortTLS:
+    policy = sub.traffic_policy
+    if policy is None:
+        return base
+    at: Path = ("spec", "subsets", index, "trafficPolicy")
+    label = f"subset {sub.name} "
+    for k, entry in enumerate(policy.port_level_settings):
+        if entry.port is not None and entry.port.number == port:
+            path = (*at, "portLevelSettings", k)
+            where = f"{label}portLevelSettings entry for port {port}"
+            return PortTLS(owner, entry.tls, (*path, "tls") if entry.tls is not None else path, where)
+    if policy.tls is not None:
+        return PortTLS(owner, policy.tls, (*at, "tls"), f"{label}tls")
+    return base
+
+
+def tls_blocks(res: Resource) -> Iterator[tuple[Path, ClientTLSSettings, int | None, str | None]]:
+    """Every `tls` a DestinationRule writes: (path, settings, port or None for all, subset)."""
+    spec = _spec(res)
+    for at, policy, subset in _policies(spec):
+        if policy.tls is not None:
+            yield (*at, "tls"), policy.tls, None, subset
+        for k, entry in enumerate(policy.port_level_settings):
+            if entry.tls is not None and entry.port is not None and entry.port.number is not None:
+                yield (*at, "portLevelSettings", k, "tls"), entry.tls, entry.port.number, subset
+
+
+def _policies(spec: DestinationRule) -> Iterator[tuple[Path, TrafficPolicy, str | None]]:
+    if spec.traffic_policy is not None:
+        yield ("spec", "trafficPolicy"), spec.traffic_policy, None
+    for i, sub in enumerate(spec.subsets):
+        if sub.traffic_policy is not None:
+            yield ("spec", "subsets", i, "trafficPolicy"), sub.traffic_policy, sub.name
+
+
+def block_applies(res: Resource, block_port: int | None, block_subset: str | None, port: int) -> bool:
+    """Whether a `tls` written at (block_port, block_subset) is the one `port` gets in that
+    scope (a top-level tls is replaced for ports with their own entry)."""
+    if block_port is not None:
+        return block_port == port
+    spec = _spec(res)
+    policy = spec.traffic_policy
+    if block_subset is not None:
+        sub = spec.subset(block_subset)
+        policy = sub.traffic_policy if sub else None
+    if policy is None:
+        return False
+    return not any(e.port is not None and e.port.number == port for e in policy.port_level_settings)
+
+
+# --- VirtualServices and routes ----------------------------------------------------------
+
+
+def _vs(res: Resource) -> VirtualService:
+    spec = res.spec
+    assert isinstance(spec, VirtualService)
+    return spec
+
+
+def gateway_key(ref: str, vs_namespace: str) -> GatewayKey:
+    """A VirtualService's gateway reference as (namespace, name): `mesh`, `ns/name`, `name`
+    (the VirtualService's namespace) or the legacy `name.ns.svc.<domain>`."""
+    if ref == MESH:
+        return MESH_KEY
+    ns, sep, name = ref.partition("/")
+    if sep:
+        return (ns, name)
+    if "." in ref:
+        parts = ref.split(".")
+        return (parts[1], parts[0])
+    return (vs_namespace, ref)
+
+
+def top_gateways(res: Resource) -> tuple[GatewayKey, ...]:
+    return tuple(gateway_key(g, res.namespace) for g in _vs(res).effective_gateways)
+
+
+def binds_mesh(res: Resource) -> bool:
+    return MESH_KEY in top_gateways(res)
+
+
+def covering_host(res: Resource, host: str, domain: str) -> str | None:
+    """The most specific of the VirtualService's hosts that covers all of `host`."""
+    best: str | None = None
+    for h in _vs(res).hosts:
+        full = H.resolve(h, res.namespace, domain)
+        if H.subset_of(host, full) and (best is None or H.specificity(full) > H.specificity(best)):
+            best = full
+    return best
+
+
+def mesh_virtual_services(
+    inv: InventoryView, host: str, domain: str, visible: Callable[[Resource], bool]
+) -> list[Resource]:
+    """The VirtualServices sidecars use for `host`: bound to mesh, covering the host, and
+    `visible`; only those with the most specific host (a sidecar picks one virtual host per
+    name and does not merge VirtualServices; ties are all returned)."""
+    found: list[tuple[tuple[int, int], Resource]] = []
+    for res in inv.matching("VirtualService", host):
+        if not binds_mesh(res) or not visible(res):
+            continue
+        h = covering_host(res, host, domain)
+        if h is not None:
+            found.append((H.specificity(h), res))
+    if not found:
+        return []
+    best = max(s for s, _ in found)
+    return sorted((r for s, r in found if s == best), key=lambda r: r.key)
+
+
+def gateway_route_dests(
+    inv: InventoryView, res: Resource, gateway: GatewayKey, domain: str
+) -> list[tuple[Path, list[RouteDest]]]:
+    """Every route of a VirtualService that applies to `gateway` on any port, with where it
+    sends traffic: (route path, destinations)."""
+    vs = _vs(res)
+    top = top_gateways(res)
+    ns = res.namespace
+    out: list[tuple[Path, list[RouteDest]]] = []
+    for i, route in enumerate(vs.http):
+        if (not route.match and gateway in top) or any(
+            gateway in _match_gateways(m.gateways, top, ns) for m in route.match
+        ):
+            out.append((("spec", "http", i), _http_dests(inv, res, route, ("spec", "http", i), domain)))
+    for kind, routes in (("tls", vs.tls), ("tcp", vs.tcp)):
+        for i, l4 in enumerate(routes):
+            if (not l4.match and gateway in top) or any(
+                gateway in _match_gateways(m.gateways, top, ns) for m in l4.match
+            ):
+                out.append(((("spec", kind, i)), _dests(res, l4.route, ("spec", kind, i), domain)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDest:
+    """One place a route sends traffic (a route destination or a mirror)."""
+
+    host: str  # resolved FQDN
+    port: int | None  # explicit destination port
+    subset: str | None
+    path: Path  # JSON path of the destination in the VirtualService
+    vs: Resource
+
+
+@dataclass(frozen=True, slots=True)
+class PortRoutes:
+    """Where one VirtualService sends one port's traffic for one gateway (or the mesh).
+    `falls_through`: some of the traffic matches no route and takes the default path to the
+    original host:port (tcp and tls routes; unmatched HTTP requests get a 404 instead)."""
+
+    dests: tuple[RouteDest, ...]
+    falls_through: bool
+
+
+def routes_for(
+    inv: InventoryView,
+    res: Resource,
+    host: str,
+    port: int,
+    classes: Iterable[str],
+    gateway: GatewayKey,
+    domain: str,
+) -> PortRoutes:
+    vs = _vs(res)
+    top = top_gateways(res)
+    ns = res.namespace
+    dests: list[RouteDest] = []
+    falls_through = tls_caught = False
+    for cls in classes:
+        if cls == "http":
+            applicable = False
+            for i, route in enumerate(vs.http):
+                if _http_applies(route, top, gateway, port, ns):
+                    applicable = True
+                    dests.extend(_http_dests(inv, res, route, ("spec", "http", i), domain))
+            # Unmatched HTTP requests get a 404, but a VirtualService without any route for
+            # this port leaves the port to the default route.
+            falls_through = falls_through or not applicable
+        elif cls == "tls":
+            for i, tls_route in enumerate(vs.tls):
+                hit, full = _tls_applies(tls_route.match, top, gateway, port, host, ns)
+                if hit:
+                    dests.extend(_dests(res, tls_route.route, ("spec", "tls", i), domain))
+                    tls_caught = tls_caught or full
+        elif not tls_caught:
+            # tcp routes see what the tls routes (if any) left.
+            caught = False
+            for i, tcp_route in enumerate(vs.tcp):
+                hit, full = _l4_applies(tcp_route.match, top, gateway, port, ns)
+                if hit:
+                    dests.extend(_dests(res, tcp_route.route, ("spec", "tcp", i), domain))
+                    caught = caught or full
+            falls_through = falls_through or not caught
+    return PortRoutes(tuple(dests), falls_through)
+
+
+def _match_gateways(
+    gateways: list[str] | None, top: tuple[GatewayKey, ...], ns: str
+) -> tuple[GatewayKey, ...]:
+    # A match-level list replaces the top-level one for that match; names resolve in the
+    # VirtualService's namespace.
+    return tuple(gateway_key(g, ns) for g in gateways) if gateways else top
+
+
+def _http_applies(
+    route: HTTPRoute, top: tuple[GatewayKey, ...], gateway: GatewayKey, port: int, ns: str
+) -> bool:
+    if not route.match:
+        return gateway in top
+    return any(
+        gateway in _match_gateways(m.gateways, top, ns) and (m.port is None or m.port == port)
+        for m in route.match
+    )
+
+
+def _tls_applies(
+    matches: list[TLSMatchAttributes],
+    top: tuple[GatewayKey, ...],
+    gateway: GatewayKey,
+    port: int,
+    host: str,
+    ns: str,
+) -> tuple[bool, bool]:
+    hit = full = False
+    for m in matches:
+        if gateway not in _match_gateways(m.gateways, top, ns):
+            continue
+        if m.port is not None and m.port != port:
+            continue
+        snis = [s.lower() for s in m.sni_hosts]
+        if not any(H.matches(s, host) for s in snis):
+            continue
+        hit = True
+        selective = m.source_labels or m.source_namespace or m.destination_subnets
+        if not selective and any(H.subset_of(host, s) for s in snis):
+            full = True
+    return hit, full
+
+
+def _l4_applies(
+    matches: list[L4MatchAttributes], top: tuple[GatewayKey, ...], gateway: GatewayKey, port: int, ns: str
+) -> tuple[bool, bool]:
+    if not matches:
+        return (gateway in top, gateway in top)
+    hit = full = False
+    for m in matches:
+        if gateway not in _match_gateways(m.gateways, top, ns):
+            continue
+        if m.port is not None and m.port != port:
+            continue
+        hit = True
+        if not (m.source_labels or m.source_namespace or m.destination_subnets):
+            full = True
+    return hit, full
+
+
+def _dests(res: Resource, route: list, at: Path, domain: str) -> list[RouteDest]:
+    out = []
+    for j, rd in enumerate(route):
+        d = rd.destination
+        if d is not None and d.host:
+            out.append(_dest(res, d, (*at, "route", j, "destination"), domain))
+    return out
+
+
+def _dest(res: Resource, d: Destination, path: Path, domain: str) -> RouteDest:
+    return RouteDest(
+        host=H.resolve(d.host or "", res.namespace, domain),
+        port=d.port.number if d.port is not None else None,
+        subset=d.subset,
+        path=path,
+        vs=res,
+    )
+
+
+def _http_dests(
+    inv: InventoryView, res: Resource, route: HTTPRoute, at: Path, domain: str
+) -> list[RouteDest]:
+    out = _dests(res, route.route, at, domain)
+    if route.mirror is not None and route.mirror.host:
+        out.append(_dest(res, route.mirror, (*at, "mirror"), domain))
+    for k, mirror in enumerate(route.mirrors or []):
+        raw = mirror.get("destination") if isinstance(mirror, dict) else None
+        if isinstance(raw, dict) and isinstance(raw.get("host"), str):
+            d = Destination.model_validate(raw)
+            out.append(_dest(res, d, (*at, "mirrors", k, "destination"), domain))
+    if route.delegate is not None and route.delegate.name:
+        target = inv.get(("VirtualService", route.delegate.namespace or res.namespace, route.delegate.name))
+        if target is not None:
+            for i, sub in enumerate(_vs(target).http):
+                out.extend(_dests(target, sub.route, ("spec", "http", i), domain))
+    return out
+
+
+def destination_port(inv: InventoryView, dest: RouteDest, listener_port: int) -> int:
+    """The port a route destination reaches: its own, else the service's only port, else
+    the port the traffic arrived on (pilot `GetDestinationCluster`)."""
+    if dest.port is not None:
+        return dest.port
+    for se in service_entries_for(inv, dest.host)[:1]:
+        spec = se.spec
+        assert isinstance(spec, ServiceEntry)
+        if len(spec.ports) == 1 and spec.ports[0].number is not None:
+            return spec.ports[0].number
+    return listener_port
+
+
+# --- the egress gateway ------------------------------------------------------------------
+
+
+def is_egress_gateway_host(mesh: MeshSettings, host: str) -> bool:
+    return host.lower() in {h.lower() for h in mesh.egress_gateway.hosts}
+
+
+def egress_gateway_namespace(service_host: str) -> str:
+    """`istio-egressgateway.istio-system.svc.cluster.local` -> `istio-system`."""
+    parts = service_host.split(".")
+    return parts[1] if len(parts) > 1 else "default"
+
+
+def selects_egress_gateway(gw: Gateway, mesh: MeshSettings) -> bool:
+    """A Gateway selects the egress gateway when every label it asks for is one of the
+    configured egress gateway labels. A Gateway without a selector is not taken as the
+    egress gateway's: it is not told apart from a catch-all."""
+    if not gw.selector:
+        return False
+    wanted = mesh.egress_gateway.selector
+    return all(wanted.get(k) == v for k, v in gw.selector.items())
+
+
+def egress_gateway_label(mesh: MeshSettings) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(mesh.egress_gateway.selector.items()))
+
+
+def server_binds(server: Server, gateway_ns: str, vs_ns: str, host: str) -> bool:
+    """A Gateway server takes a VirtualService host when a server host covers it in a
+    namespace the server admits (`*/`, `./` = the Gateway's own, or the VS's namespace)."""
+    for entry in server.hosts:
+        ns, name = H.split_namespaced(entry)
+        if ns not in ("*", vs_ns) and not (ns == "." and vs_ns == gateway_ns):
+            continue
+        if name == "*" or H.matches(name.lower(), host):
+            return True
+    return False
+
+
+def egress_gateways_of(
+    inv: InventoryView, res: Resource, mesh: MeshSettings
+) -> list[tuple[GatewayKey, Resource]]:
+    """The Gateways a VirtualService binds to that select the egress gateway."""
+    out = []
+    for key in top_gateways(res):
+        if key == MESH_KEY:
+            continue
+        gw = inv.get(("Gateway", key[0], key[1]))
+        if gw is not None and isinstance(gw.spec, Gateway) and selects_egress_gateway(gw.spec, mesh):
+            out.append((key, gw))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRoute:
+    """Where the egress gateway sends `host` arriving on `port`: the destinations of the
+    gateway-bound routes (empty when nothing forwards it)."""
+
+    dests: tuple[RouteDest, ...]
+    gateway_namespace: str
+
+
+def through_egress_gateway(
+    inv: InventoryView, mesh: MeshSettings, host: str, gateway_host: str, port: int
+) -> GatewayRoute:
+    domain = mesh.cluster_domain
+    gw_ns = egress_gateway_namespace(gateway_host)
+    dests: list[RouteDest] = []
+    for res in inv.matching("VirtualService", host):
+        if not visible_to(res, gw_ns) or covering_host(res, host, domain) is None:
+            continue
+        for key, gw in egress_gateways_of(inv, res, mesh):
+            spec = gw.spec
+            assert isinstance(spec, Gateway)
+            for server in spec.servers:
+                if server.port is None or server.port.number != port:
+                    continue
+                if not server_binds(server, gw.namespace, res.namespace, host):
+                    continue
+                got = routes_for(inv, res, host, port, _server_classes(server), key, domain)
+                dests.extend(d for d in got.dests if not is_egress_gateway_host(mesh, d.host))
+    unique = {(d.vs.key, d.path): d for d in dests}
+    return GatewayRoute(tuple(unique[k] for k in sorted(unique)), gw_ns)
