@@ -17,7 +17,7 @@ What it reproduces (k8s.io/apiserver, k8s.io/apimachinery):
 
 Resource versions are one counter shared by every kind, as etcd's revision is.
 The test drives it: `put`, `delete`, `bookmark`, `drop_watches`, `compact`,
-`hold_watches`/`release_watches`, and reads back the requests it served.
+`hold`/`release`, and reads back the requests it served.
 """
 
 from __future__ import annotations
@@ -100,6 +100,16 @@ def _status(code: int, reason: str, message: str) -> dict[str, Any]:
     }
 
 
+def _forbidden(kind: Kind, verb: str, namespace: str | None) -> dict[str, Any]:
+    resource = f"{kind.plural}.{kind.group}" if kind.group else kind.plural
+    where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    message = (
+        f'{resource} is forbidden: User "system:serviceaccount:meshwarden:meshwarden" cannot {verb} '
+        f'resource "{kind.plural}" in API group "{kind.group}" {where}'
+    )
+    return {**_status(403, "Forbidden", message), "details": {"group": kind.group, "kind": kind.plural}}
+
+
 class FakeApiServer:
     """Start with `with FakeApiServer() as api:`; `api.url` is the server address."""
 
@@ -114,14 +124,18 @@ class FakeApiServer:
         self._drop_gen = 0
         self._drop_abrupt = False
         self._bookmark_gen = 0
-        self._held = threading.Event()
-        self._held.set()
+        self._gates = {"list": threading.Event(), "watch": threading.Event()}
+        for gate in self._gates.values():
+            gate.set()
         self._closing = False
         self.served: list[Served] = []
+        self.forbidden: set[str] = set()  # kinds the caller may not list or watch (403)
         self.gone_sent = 0
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-apiserver", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="fake-apiserver", daemon=True
+        )
 
     # --- lifecycle ---
 
@@ -138,7 +152,8 @@ class FakeApiServer:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._held.set()
+        for gate in self._gates.values():
+            gate.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(5)
@@ -219,12 +234,12 @@ class FakeApiServer:
             self._snapshots.clear()
             self._cond.notify_all()
 
-    def hold_watches(self) -> None:
-        """New watch requests wait (unanswered) until `release_watches`."""
-        self._held.clear()
+    def hold(self, verb: str) -> None:
+        """New `verb` ("list" or "watch") requests wait, unanswered, until `release`."""
+        self._gates[verb].clear()
 
-    def release_watches(self) -> None:
-        self._held.set()
+    def release(self, verb: str) -> None:
+        self._gates[verb].set()
 
     def requests(self, verb: str, kind: str) -> list[Served]:
         with self._cond:
@@ -413,11 +428,15 @@ class FakeApiServer:
                 if not rv.isdigit():
                     self._json(400, _status(400, "BadRequest", f"invalid resource version {rv!r}"))
                     return
-                server._serve(Served("watch" if watching else "list", kind.kind, namespace, params))
+                verb = "watch" if watching else "list"
+                server._serve(Served(verb, kind.kind, namespace, params))
+                if kind.kind in server.forbidden:
+                    self._json(403, _forbidden(kind, verb, namespace))
+                    return
+                server._gates[verb].wait()
                 if not watching:
                     self._json(*server._list(kind, version, namespace, params))
                     return
-                server._held.wait()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Transfer-Encoding", "chunked")

@@ -174,6 +174,8 @@ def describe_error(exc: BaseException, wk: WatchedKind, server: str) -> str:
         if status == 404:
             return f"{server}: {wk.resource} is not served (is the CRD installed?)"
         return f"{server}: listing {wk.resource} failed: {said}"
+    if isinstance(exc, urllib3.exceptions.ProtocolError | urllib3.exceptions.ReadTimeoutError):
+        return f"{server}: connection broken while reading {wk.resource}: {_short(exc)}"
     if isinstance(exc, urllib3.exceptions.MaxRetryError | urllib3.exceptions.HTTPError | OSError):
         reason = getattr(exc, "reason", None) or exc
         return f"cannot reach the Kubernetes API server at {server}: {_short(reason)}"

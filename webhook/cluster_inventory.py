@@ -203,41 +203,40 @@ class _Reflector:
         self.state = KindState(wk.kind, wk.resource)
         self._keys: set[ResourceKey] = set()
         self._rejected: set[ResourceKey] = set()
-        self._watch: watch.Watch | None = None
+        self._rv = ""  # where the next watch starts; "" means list first
+        self._watch_handle: watch.Watch | None = None
         self._watch_lock = threading.Lock()
 
     def interrupt(self) -> None:
         with self._watch_lock:
-            if self._watch is not None:
-                self._watch.stop()
+            if self._watch_handle is not None:
+                self._watch_handle.stop()
 
     def run(self) -> None:
         settings, stopping = self.owner._settings, self.owner._stopping
-        rv = ""
         failures = 0
         while not stopping.is_set():
             try:
-                if not rv:
-                    rv = self._relist()
+                if not self._rv:
+                    self._relist()
                 started = time.monotonic()
-                rv, delivered = self._watch_from(rv)
+                delivered = self._watch()
                 # A watch the server ends cleanly is resumed at once, unless it ends as
                 # soon as it starts with nothing to say: that is a failure to back off from.
                 failures = 0 if delivered or time.monotonic() - started >= 1.0 else failures + 1
             except _Expired:
                 self.owner._update(self, expired=self.state.expired + 1)
-                log.info("%s: resourceVersion %s expired; listing again", self.wk.resource, rv)
-                rv = ""
+                log.info("inventory: %s: resourceVersion %s expired", self.wk.resource, self._rv)
+                self._rv = ""
                 failures += 1
                 if failures == 1:
                     continue  # the usual case: one fresh list settles it
             except ApiException as exc:
                 if exc.status == 410:
-                    rv = ""
+                    self._rv = ""
                     continue  # a page token expired during the list: list again
                 if exc.status == 404:
                     self._not_served()
-                    rv = ""
                     stopping.wait(settings.absent_recheck)
                     continue
                 failures += 1
@@ -265,14 +264,14 @@ class _Reflector:
         view = self.owner.view
         for key in self._keys:
             view.delete(key)
-        self._keys, self._rejected = set(), set()
+        self._keys, self._rejected, self._rv = set(), set(), ""
         if self.state.served or not self.state.synced:
             log.info(
                 "inventory: %s is not served by %s; counted as empty", self.wk.resource, self.owner.server
             )
         self.owner._update(self, synced=True, served=False, objects=0, rejected=0, last_error="")
 
-    def _relist(self) -> str:
+    def _relist(self) -> None:
         view = self.owner.view
         fresh: set[ResourceKey] = set()
         rejected: set[ResourceKey] = set()
@@ -299,14 +298,15 @@ class _Reflector:
             lists=self.state.lists + 1,
             last_error="",
         )
-        return rv
+        self._rv = rv
 
-    def _watch_from(self, rv: str) -> tuple[str, int]:
+    def _watch(self) -> int:
+        """Watch from `_rv` until the stream ends; returns how many events it delivered."""
         w = watch.Watch()
         with self._watch_lock:
-            self._watch = w
+            self._watch_handle = w
         if self.owner._stopping.is_set():
-            return rv, 0
+            return 0
         low, high = self.owner._settings.watch_timeout
         timeout = random.randint(low, high)  # spread the reconnects, as client-go does
         func, args = list_call(self.owner._api, self.wk)
@@ -316,14 +316,14 @@ class _Reflector:
             stream = w.stream(
                 func,
                 *args,
-                resource_version=rv,
+                resource_version=self._rv,
                 allow_watch_bookmarks=True,
                 timeout_seconds=timeout,
                 # The read timeout catches a connection that died silently.
                 _request_timeout=(10, timeout + 30),
             )
             for event in stream:
-                rv = self._apply(event, rv)
+                self._apply(event)
                 delivered += 1
                 if self.owner._stopping.is_set():
                     w.stop()
@@ -333,16 +333,16 @@ class _Reflector:
             raise
         finally:
             with self._watch_lock:
-                self._watch = None
-        return rv, delivered
+                self._watch_handle = None
+        return delivered
 
-    def _apply(self, event: Mapping[str, Any], rv: str) -> str:
+    def _apply(self, event: Mapping[str, Any]) -> None:
         raw = event.get("raw_object")
         if not isinstance(raw, dict):
-            return rv
+            return
         kind = event.get("type")
         meta = raw.get("metadata") if isinstance(raw.get("metadata"), Mapping) else {}
-        new_rv = str(meta.get("resourceVersion") or rv)
+        self._rv = str(meta.get("resourceVersion") or self._rv)
         if kind in ("ADDED", "MODIFIED"):
             raw.setdefault("apiVersion", self.wk.api_version)
             raw.setdefault("kind", self.wk.item_kind)
@@ -354,9 +354,8 @@ class _Reflector:
             namespace, name = metadata_of(raw)
             self._store((self.wk.kind, namespace, name), None)
         self.owner._update(
-            self, objects=len(self._keys), rejected=len(self._rejected), resource_version=new_rv
+            self, objects=len(self._keys), rejected=len(self._rejected), resource_version=self._rv
         )
-        return new_rv
 
     def _store(self, key: ResourceKey, res: Resource | None) -> None:
         """Put `res` under `key`, or remove what is there when `res` is None."""
