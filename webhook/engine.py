@@ -8,19 +8,16 @@ defaults. It does no I/O.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-import jsonpatch
 
 from webhook.context import Context
 from webhook.findings import Action, Finding, Outcome, weaker
 from webhook.inventory import InventoryView, Overlay
 from webhook.objects import SCHEMA_RULE, Resource, metadata_of, parse, scope_kind
+from webhook.patching import apply_changes
 from webhook.policy import EnforcementPoint, Policy
 from webhook.registry import DEFAULTERS, RULES, Change, load_all
 
@@ -227,26 +224,10 @@ def _apply_defaults(
             applied.append(did)
     if not changes:
         return None
-    mutated = copy.deepcopy(dict(raw))
-    for change in changes:
-        _set(mutated, change.path, change.value)
     previous = [p for p in str(annotations.get(DEFAULTS_APPLIED, "")).split(",") if p]
-    _set(mutated, ("metadata", "annotations", DEFAULTS_APPLIED), ",".join(sorted({*previous, *applied})))
-    decision.patch = jsonpatch.make_patch(dict(raw), mutated).patch
+    record = ",".join(sorted({*previous, *applied}))
+    changes.append(Change(("metadata", "annotations", DEFAULTS_APPLIED), record))
+    mutated, decision.patch = apply_changes(raw, changes)
     decision.defaults_applied = applied
     decision.mutated = mutated
     return mutated
-
-
-def _set(doc: dict[str, Any], path: tuple[str | int, ...], value: Any) -> None:
-    node: Any = doc
-    for part, nxt in itertools.pairwise(path):
-        if isinstance(part, int):
-            node = node[part]
-            continue
-        child = node.get(part)
-        if child is None:
-            child = [] if isinstance(nxt, int) else {}
-            node[part] = child
-        node = child
-    node[path[-1]] = value
