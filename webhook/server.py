@@ -28,14 +28,16 @@ from webhook.admission import (
     error_response,
     parse_review,
 )
+from webhook.audit import build_record
 from webhook.engine import Decision, EngineInputError, evaluate
 from webhook.inventory import InventoryView
+from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.policy import EnforcementPoint
 from webhook.policy_store import PolicyStore
 
 log = logging.getLogger("meshwarden.server")
 
-AuditSink = Callable[[dict[str, Any]], None]
+AuditSink = Callable[[dict[str, Any]], object]
 ReadinessCheck = Callable[[], str | None]  # a reason when not ready, else None
 
 
@@ -44,6 +46,8 @@ class AppState:
     policies: PolicyStore
     inventory: InventoryView
     audit: AuditSink | None = None
+    metrics: Metrics | None = None
+    replica: str = ""  # this replica's name, in every audit record
     readiness: list[ReadinessCheck] = field(default_factory=list)
     policy_poll_seconds: float = 2.0
 
@@ -68,6 +72,11 @@ def create_app(state: AppState) -> Starlette:
             return PlainTextResponse("not ready: " + "; ".join(reasons), status_code=503)
         return PlainTextResponse("ok")
 
+    async def metrics(_: Request) -> Response:
+        if state.metrics is None:
+            return PlainTextResponse("metrics are off", status_code=404)
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(_watch_policy(state))
@@ -82,6 +91,7 @@ def create_app(state: AppState) -> Starlette:
             Route("/mutate", mutate, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
@@ -109,7 +119,7 @@ async def _admit(state: AppState, request: Request, *, mutate: bool) -> Response
     try:
         req = parse_review(body)
     except ReviewError as exc:
-        _audit_error(state, endpoint, exc.uid, exc.status, exc.message, started)
+        _audit_error(state, endpoint, _request_part(body), exc.status, exc.message, started)
         if exc.uid is not None:
             return _json(error_response(exc.uid, exc.status, exc.message))
         return JSONResponse({"error": exc.message}, status_code=exc.status)
@@ -126,17 +136,25 @@ async def _admit(state: AppState, request: Request, *, mutate: bool) -> Response
             mutate=mutate,
         )
     except EngineInputError as exc:
-        _audit_error(state, endpoint, req.uid, 400, str(exc), started, req)
+        _audit_error(state, endpoint, _request_of(req), 400, str(exc), started)
         return _json(error_response(req.uid, 400, str(exc)))
     except Exception as exc:  # a rule bug must answer, not hang the API server
         log.exception("internal error reviewing %s", req.uid)
         message = f"meshwarden internal error ({type(exc).__name__}); the request was recorded"
-        _audit_error(state, endpoint, req.uid, 500, message, started, req)
+        _audit_error(state, endpoint, _request_of(req), 500, message, started)
         return _json(error_response(req.uid, 500, message))
 
     answer = decision_response(req.uid, decision, mutate=mutate)
-    if state.audit is not None:
-        state.audit(_record(endpoint, req, decision, policy.sha256, started))
+    _observe(
+        state,
+        endpoint,
+        started,
+        _request_of(req),
+        decision.verdict,
+        policy.sha256,
+        decision=decision,
+        patch=decision.patch if mutate and decision.allowed else None,
+    )
     return _json(answer)
 
 
@@ -158,48 +176,85 @@ def _json(doc: dict[str, Any]) -> Response:
     return Response(json.dumps(doc, separators=(",", ":")), media_type="application/json")
 
 
-def _record(
-    endpoint: str, req: AdmissionRequest, decision: Decision, policy_hash: str, started: float
-) -> dict[str, Any]:
+def _request_of(req: AdmissionRequest) -> dict[str, Any]:
+    """The parts of the request an audit record names, as the API server sent them."""
     return {
-        "endpoint": endpoint,
         "uid": req.uid,
-        "user": {k: req.user.get(k) for k in ("username", "uid", "groups") if k in req.user},
         "operation": req.operation,
+        "kind": req.kind,
+        "namespace": req.namespace,
+        "name": req.name,
         "dryRun": req.dry_run,
-        "resource": {
-            **{k: req.kind.get(k, "") for k in ("group", "version", "kind")},
-            "namespace": decision.namespace or req.namespace,
-            "name": decision.name or req.name,
-        },
-        "status": decision.status,
-        "verdict": decision.verdict,
-        "findings": [o.to_dict() for o in decision.outcomes],
-        "patch": decision.patch,
-        "policyHash": policy_hash,
-        "latencyMs": round((time.perf_counter() - started) * 1000, 3),
+        "userInfo": req.user,
     }
+
+
+def _request_part(body: bytes) -> dict[str, Any] | None:
+    # A review refused by parse_review is still recorded with whatever it says about
+    # who asked for what; only this error path parses the body a second time.
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    req = doc.get("request") if isinstance(doc, dict) else None
+    return req if isinstance(req, dict) else None
+
+
+def _observe(
+    state: AppState,
+    endpoint: str,
+    started: float,
+    request: dict[str, Any] | None,
+    verdict: str,
+    policy_hash: str,
+    *,
+    decision: Decision | None = None,
+    patch: list[dict[str, Any]] | None = None,
+    error: str = "",
+    code: int = 0,
+) -> None:
+    """Write the audit record (before the response leaves) and count the decision."""
+    seconds = time.perf_counter() - started
+    outcomes = decision.outcomes if decision is not None else []
+    if state.audit is not None:
+        state.audit(
+            build_record(
+                request=request,
+                webhook=endpoint,
+                verdict=verdict,
+                outcomes=outcomes,
+                patch=patch,
+                policy_hash=policy_hash,
+                latency_seconds=seconds,
+                replica=state.replica,
+                status=decision.status if decision is not None else "",
+                kind=decision.kind if decision is not None else "",
+                namespace=decision.namespace if decision is not None else "",
+                name=decision.name if decision is not None else "",
+                error=error,
+                error_code=code,
+            )
+        )
+    if state.metrics is not None:
+        kind = request.get("kind") if request else None
+        state.metrics.observe_decision(
+            webhook=endpoint,
+            kind=str(kind.get("kind", "")) if isinstance(kind, dict) else "",
+            operation=str(request.get("operation", "")) if request else "",
+            verdict=verdict,
+            outcomes=outcomes,
+            seconds=seconds,
+        )
 
 
 def _audit_error(
     state: AppState,
     endpoint: str,
-    uid: str | None,
+    request: dict[str, Any] | None,
     code: int,
     message: str,
     started: float,
-    req: AdmissionRequest | None = None,
 ) -> None:
-    if state.audit is None:
-        return
-    state.audit(
-        {
-            "endpoint": endpoint,
-            "uid": uid,
-            "operation": req.operation if req else None,
-            "verdict": "error",
-            "error": {"code": code, "message": message},
-            "policyHash": state.policies.current.sha256,
-            "latencyMs": round((time.perf_counter() - started) * 1000, 3),
-        }
+    _observe(
+        state, endpoint, started, request, "error", state.policies.current.sha256, error=message, code=code
     )

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 import sys
-import threading
 from pathlib import Path
-from typing import Any
 
 import click
 import uvicorn
 
+from webhook.audit import AuditLog, replica_name
 from webhook.certs import DEV_NAMES, ensure_dev_certs
 from webhook.inventory import MemoryInventory
+from webhook.metrics import Metrics
 from webhook.policy import PolicyError
 from webhook.policy_store import PolicyStore
 from webhook.server import AppState, create_app
@@ -50,7 +49,29 @@ log = logging.getLogger("meshwarden")
     "--audit-log",
     "audit_log",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Append one JSON line per decision to this file.",
+    help="Append one hash-chained JSON line per decision to this file (rotated by size).",
+)
+@click.option("--audit-stdout", is_flag=True, help="Also write the audit records to stdout (a log pipeline).")
+@click.option(
+    "--audit-max-bytes",
+    default=100 * 1024 * 1024,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Rotate the audit file when it would grow past this size (0: never).",
+)
+@click.option(
+    "--audit-backups",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rotated audit files kept (audit.log.1 ... audit.log.N).",
+)
+@click.option("--audit-fsync", is_flag=True, help="fsync the audit file after every record.")
+@click.option(
+    "--replica",
+    default=replica_name,
+    show_default="$POD_NAME, else $HOSTNAME",
+    help="This replica's name, written into every audit record.",
 )
 @click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
@@ -62,9 +83,14 @@ def command(
     policy_path: Path | None,
     inventory_from: tuple[str, ...],
     audit_log: Path | None,
+    audit_stdout: bool,
+    audit_max_bytes: int,
+    audit_backups: int,
+    audit_fsync: bool,
+    replica: str,
     log_level: str,
 ) -> None:
-    """Serve the admission webhook (POST /validate, /mutate; GET /healthz, /readyz)."""
+    """Serve the admission webhook (POST /validate, /mutate; GET /healthz, /readyz, /metrics)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         policies = PolicyStore(policy_path)
@@ -98,9 +124,25 @@ def command(
             ", ".join(DEV_NAMES),
         )
 
-    state = AppState(
-        policies=policies, inventory=inventory, audit=_line_writer(audit_log) if audit_log else None
+    metrics = Metrics()
+    metrics.policy_loaded(policy.sha256)
+    policies.on_reload.append(
+        lambda new, _error: metrics.policy_reloaded(new is not None, new.sha256 if new else "")
     )
+    metrics.track_inventory(lambda: len(inventory), lambda: True)  # preloaded: complete from the start
+    state = AppState(policies=policies, inventory=inventory, metrics=metrics, replica=replica)
+    if audit_log is not None or audit_stdout:
+        audit = AuditLog(
+            audit_log,
+            stream=sys.stdout if audit_stdout else None,
+            max_bytes=audit_max_bytes,
+            backups=audit_backups,
+            fsync=audit_fsync,
+            on_failure=metrics.audit_failed,
+        )
+        state.audit = audit.write
+        state.readiness.append(lambda: None if audit.check() else "audit log writes are failing")
+        metrics.track_audit(lambda: audit.healthy)
     config = uvicorn.Config(
         create_app(state),
         host=host,
@@ -115,21 +157,6 @@ def command(
     config.load()
     assert config.ssl is not None
     config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
-    log.info("serving https://%s:%d (validate, mutate, healthz, readyz)", host, port)
+    log.info("serving https://%s:%d (validate, mutate, healthz, readyz, metrics)", host, port)
     uvicorn.Server(config).run()
     sys.exit(0)
-
-
-def _line_writer(path: Path) -> Any:
-    """A plain JSON line per decision."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    f = path.open("a", encoding="utf-8")
-    lock = threading.Lock()
-
-    def write(record: dict[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n"
-        with lock:
-            f.write(line)
-            f.flush()
-
-    return write
