@@ -83,11 +83,11 @@ def test_canonical_encoding_is_sorted_compact_ascii() -> None:
 def test_non_ascii_values_round_trip_through_the_line(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     with AuditLog(path) as audit:
-        audit.write(_record(0, error="名前 is not valid ✗"))
+        audit.write(_record(0, note="名前 is not valid ✗"))
     raw = path.read_bytes()
     assert raw.isascii()
     (rec,) = _lines(path)
-    assert rec["error"] == "名前 is not valid ✗"
+    assert rec["note"] == "名前 is not valid ✗"
     _assert_chain([rec])
 
 
@@ -253,6 +253,29 @@ def test_unwritable_path_fails_visibly_then_recovers(
     audit.close()
 
 
+def test_check_recovers_without_a_write(tmp_path: Path) -> None:
+    blocker = tmp_path / "logs"
+    blocker.write_text("not a directory")
+    with AuditLog(blocker / "audit.log") as audit:
+        assert not audit.check()
+        blocker.unlink()
+        assert audit.check()
+        assert audit.healthy
+        assert (blocker / "audit.log").exists()
+        audit.write(_record(0))
+    _assert_chain(_lines(blocker / "audit.log"))
+
+
+def test_check_keeps_a_failing_stream_unhealthy() -> None:
+    stream = io.StringIO()
+    with AuditLog(stream=stream) as audit:
+        assert audit.check()
+        stream.close()
+        audit.write(_record(0))
+        assert not audit.healthy
+        assert not audit.check()
+
+
 def test_a_file_removed_behind_the_writer_is_recreated(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     with AuditLog(path) as audit:
@@ -342,6 +365,7 @@ def test_build_record_takes_every_field_from_the_request_and_decision() -> None:
         policy_hash="f" * 64,
         latency_seconds=0.0025,
         replica="pod-a",
+        status="reviewed",
     )
     moment = dt.datetime.fromisoformat(rec.pop("time"))
     assert moment.utcoffset() == dt.timedelta(0)
@@ -360,6 +384,7 @@ def test_build_record_takes_every_field_from_the_request_and_decision() -> None:
             "name": "ext",
         },
         "verdict": "denied",
+        "status": "reviewed",
         "findings": [
             {
                 "rule": "external-tls-origination",
@@ -394,6 +419,7 @@ def test_build_record_of_a_malformed_request_keeps_every_field() -> None:
         namespace="ns",
         name="generated-abc",
         error="request.operation must be CREATE, UPDATE, DELETE or CONNECT",
+        error_code=400,
     )
     assert rec["uid"] == ""
     assert rec["user"] == {"username": "", "uid": "", "groups": []}
@@ -405,7 +431,8 @@ def test_build_record_of_a_malformed_request_keeps_every_field() -> None:
         "name": "generated-abc",
     }
     assert rec["findings"] == [] and rec["patch"] is None
-    assert rec["error"].startswith("request.operation")
+    assert rec["error"]["code"] == 400
+    assert rec["error"]["message"].startswith("request.operation")
     bare = build_record(
         request=None, webhook="validate", verdict="error", policy_hash="", latency_seconds=0, replica="r"
     )

@@ -141,6 +141,27 @@ class AuditLog:
             self.healthy = True
             return digest
 
+    def check(self) -> bool:
+        """Readiness: `healthy`, after trying the destinations again when writes have been
+        failing. An unready replica gets no requests, so recovery cannot wait for a write."""
+        with self._lock:
+            if self.healthy:
+                return True
+            try:
+                if self.path is not None and (self._file is None or not self._still_ours()):
+                    self._close()
+                    self._open()
+                if self._stream is not None:
+                    if getattr(self._stream, "closed", False):
+                        raise ValueError("the audit stream is closed")
+                    self._stream.flush()
+            except (OSError, ValueError) as exc:
+                log.debug("audit log still not writable: %s", exc)
+                return False
+            self.healthy = True
+            log.warning("audit log destinations are writable again")
+            return True
+
     def close(self) -> None:
         with self._lock:
             self._close()
@@ -325,17 +346,20 @@ def build_record(
     policy_hash: str,
     latency_seconds: float,
     replica: str,
+    status: str = "",
     kind: str = "",
     namespace: str = "",
     name: str = "",
     error: str = "",
+    error_code: int = 0,
 ) -> dict[str, Any]:
     """The audit record of one admission decision.
 
     `request` is the AdmissionReview `request` object as received (None or partial for a
     malformed review); `kind`/`namespace`/`name` fill in what the request does not say
     (the engine reads them from the object, e.g. a name from `generateName` is empty in the
-    request). `webhook` is the endpoint (`validate` / `mutate`).
+    request). `webhook` is the endpoint (`validate` / `mutate`); `status` the engine's
+    (reviewed / skipped / exempt); `error` and `error_code` what went wrong (verdict error).
     """
     if verdict not in VERDICTS:
         raise ValueError(f"unknown verdict {verdict!r}; expected one of {', '.join(VERDICTS)}")
@@ -362,14 +386,15 @@ def build_record(
             "name": _text(req.get("name")) or name,
         },
         "verdict": verdict,
+        "status": status,
         "findings": [_finding(o) for o in outcomes],
         "patch": list(patch) if patch else None,
         "policy": policy_hash,
         "latencyUs": max(0, round(latency_seconds * 1_000_000)),
         "replica": replica,
     }
-    if error:
-        record["error"] = error
+    if error or error_code:
+        record["error"] = {"code": error_code, "message": error}
     return record
 
 
