@@ -165,7 +165,12 @@ def _port_verdict(
         if routes.falls_through:
             hops.add(
                 _Hop(
-                    host, number, "", ns, False, f"traffic no mesh route of VirtualService {_name(vs)} takes"
+                    host,
+                    number,
+                    "",
+                    ns,
+                    False,
+                    f"the default route (for traffic no mesh route of VirtualService {_name(vs)} catches)",
                 )
             )
         for d in routes.dests:
@@ -219,7 +224,7 @@ def _judge_hop(
                 f"DestinationRule {names} is not on that path or not exported to {hop.proxy_ns}"
             )
         else:
-            why = f"no DestinationRule for {hop.host} exists yet"
+            why = f"no DestinationRule for {hop.host} exists"
             verdict.no_rule_yet = verdict.no_rule_yet or not hop.via
         verdict.problems.append(lead + why)
         return
@@ -332,7 +337,7 @@ def _check_service_entry(ctx: Context, spec: ServiceEntry, allow: _AllowList) ->
             message = f"{host}:{port.number} ({_protocol(port)}) leaves the mesh without TLS origination: "
             message += "; ".join(verdict.problems)
             if verdict.no_rule_yet:
-                message += " (apply the DestinationRule before the ServiceEntry)"
+                message += " yet: apply the DestinationRule first, then the ServiceEntry"
             yield Finding(RULE_ID, ("spec", "ports", j), message, fix)
 
 
