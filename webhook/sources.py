@@ -22,6 +22,10 @@ Public API (the CLI's `check` and `serve --inventory-from` both use it):
         .location -> "file:line"
     SourceStats: files, documents, objects, not_objects (list of (file, line) of documents
         without apiVersion or kind: values files and other YAML that share a directory).
+    read_text(name, text, *, stats=None, limits=LIMITS) -> list[SourceDocument]: the same
+        for text already in memory (raises SourceError).
+    compose_text(name, text) -> list[yaml.Node]: the node tree of each YAML document (for
+        tools that edit files in place, such as `check --fix`).
     SourceError(ValueError): .file, .line (or None), .problem; str() is "file:line: problem".
     Limits(max_file_bytes, max_alias_nodes, max_depth); LIMITS is the default.
 
@@ -182,8 +186,10 @@ def _read(
         data = opener(limits.max_file_bytes + 1)
     except OSError as exc:
         raise SourceError(name, f"cannot read: {exc.strerror or exc}") from None
-    text = _decode(name, data, limits)
-    source = _SourceText(name, text, limits)
+    return _documents(_SourceText(name, _decode(name, data, limits), limits), stats)
+
+
+def _documents(source: _SourceText, stats: SourceStats) -> list[SourceDocument]:
     docs: list[SourceDocument] = []
     for index, (node, value) in enumerate(source.documents()):
         if value is None:
@@ -191,6 +197,20 @@ def _read(
         stats.documents += 1
         _collect(source, index, node, value, docs, stats)
     return docs
+
+
+def read_text(
+    name: str, text: str, *, stats: SourceStats | None = None, limits: Limits = LIMITS
+) -> list[SourceDocument]:
+    stats = stats if stats is not None else SourceStats()
+    docs = _documents(_SourceText(name, text, limits), stats)
+    stats.objects += len(docs)
+    return docs
+
+
+def compose_text(name: str, text: str, limits: Limits = LIMITS) -> list[Node]:
+    _check_nesting(name, text, limits)
+    return _SourceText(name, text, limits).roots()
 
 
 def _decode(name: str, data: bytes, limits: Limits) -> str:
@@ -268,12 +288,16 @@ class _SourceText:
             out.append((node, builder.build(node, 0)))
         return out
 
-    def node(self, index: int, item: int | None) -> Node | None:
+    def roots(self) -> list[Node]:
         if self._roots is None:
             self._roots = self._compose()
-        if index >= len(self._roots):
+        return self._roots
+
+    def node(self, index: int, item: int | None) -> Node | None:
+        roots = self.roots()
+        if index >= len(roots):
             return None
-        root = self._roots[index]
+        root = roots[index]
         if item is None:
             return root
         items = _child(root, "items")

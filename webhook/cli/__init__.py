@@ -16,9 +16,9 @@ def main() -> None:
 def _register() -> None:
     # Each subcommand lives in its own module; importing them here keeps `main` the one
     # entry point the console script names.
-    from webhook.cli import audit, certs, serve
+    from webhook.cli import audit, certs, check, serve
 
-    for module in (serve, certs, audit):
+    for module in (serve, certs, audit, check):
         main.add_command(module.command)
 
 
