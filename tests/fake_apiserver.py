@@ -63,7 +63,7 @@ KINDS: tuple[Kind, ...] = (
 class Served:
     """One request the server answered."""
 
-    verb: str  # list | watch
+    verb: str  # list | watch, or the method of a refused write (post, put, patch, delete)
     kind: str
     namespace: str | None
     params: dict[str, str]
@@ -453,6 +453,14 @@ class FakeApiServer:
                     self.wfile.write(b"0\r\n\r\n")
                 except (BrokenPipeError, ConnectionResetError, OSError):
                     return
+
+            def _refuse_write(self) -> None:
+                # meshwarden only reads; a write is recorded so a test can assert there was none.
+                server._serve(Served(self.command.lower(), "", None, {"path": self.path}))
+                self.close_connection = True  # the body is left unread
+                self._json(405, _status(405, "MethodNotAllowed", "the fake API server is read-only"))
+
+            do_POST = do_PUT = do_PATCH = do_DELETE = _refuse_write
 
             def _json(self, code: int, body: Any) -> None:
                 data = json.dumps(body).encode()

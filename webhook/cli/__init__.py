@@ -16,9 +16,9 @@ def main() -> None:
 def _register() -> None:
     # Each subcommand lives in its own module; importing them here keeps `main` the one
     # entry point the console script names.
-    from webhook.cli import audit, certs, check, serve
+    from webhook.cli import audit, certs, check, scan, serve
 
-    for module in (serve, certs, audit, check):
+    for module in (serve, certs, audit, scan, check):
         main.add_command(module.command)
 
 

@@ -1,0 +1,289 @@
+"""`meshwarden scan`: the rules over every object in a live cluster, read-only.
+
+Lists every object in scope (webhook.cluster), builds the inventory from all of them, and
+reviews each one with the engine at the `scan` enforcement point, as if it were being
+created into the cluster as it stands. Reports the findings with a summary per rule and per
+namespace, and the policy exceptions that have expired (they no longer apply, so the
+findings they covered are back).
+
+Exit status: 0 no deny-level finding, 1 deny-level findings, 2 the cluster or the policy
+could not be read (or an object could not be reviewed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from webhook import policy as policy_mod
+from webhook.cluster import ClusterError, api_client, describe_error, kinds_in_scope, list_objects, server_of
+from webhook.engine import evaluate
+from webhook.findings import Action
+from webhook.inventory import MemoryInventory
+from webhook.objects import Resource, parse, scope_kind
+from webhook.policy import EnforcementPoint, Exception_, Policy, PolicyError
+
+FORMATS = ("text", "json")
+_LIST_ATTEMPTS = 3  # a paged list whose token expires is started again
+
+
+@dataclass(frozen=True, slots=True)
+class ScanFinding:
+    kind: str
+    namespace: str
+    name: str
+    rule: str
+    action: Action
+    path: str
+    message: str
+    fix: str = ""
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "rule": self.rule,
+            "action": str(self.action),
+            "path": self.path,
+            "message": self.message,
+        }
+        if self.fix:
+            out["fix"] = self.fix
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass
+class ScanResult:
+    cluster: str
+    objects: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)  # reviewed / skipped / exempt
+    findings: list[ScanFinding] = field(default_factory=list)
+    expired: list[Exception_] = field(default_factory=list)
+    not_served: list[str] = field(default_factory=list)  # resources the cluster does not serve
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.errors:
+            return 2
+        return 1 if any(f.action is Action.DENY for f in self.findings) else 0
+
+    def summary(self) -> dict[str, Any]:
+        by_rule: dict[str, Counter[str]] = defaultdict(Counter)
+        by_namespace: dict[str, Counter[str]] = defaultdict(Counter)
+        for f in self.findings:
+            by_rule[f.rule][str(f.action)] += 1
+            by_namespace[f.namespace][str(f.action)] += 1
+        actions = Counter(str(f.action) for f in self.findings)
+        return {
+            "cluster": self.cluster,
+            "objects": self.objects,
+            "reviewed": self.statuses["reviewed"],
+            "skipped": self.statuses["skipped"],
+            "exempt": self.statuses["exempt"],
+            "findings": {str(a): actions[str(a)] for a in Action},
+            "byRule": {rule: dict(sorted(c.items())) for rule, c in sorted(by_rule.items())},
+            "byNamespace": {ns: dict(sorted(c.items())) for ns, c in sorted(by_namespace.items())},
+            "expiredExceptions": len(self.expired),
+            "notServed": self.not_served,
+            "errors": len(self.errors),
+            "exitCode": self.exit_code,
+        }
+
+
+class ScanError(Exception):
+    """The cluster could not be read; nothing was reviewed."""
+
+
+def read_cluster(api: client.ApiClient, root_namespace: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every object in scope as raw dicts, and the resources the cluster does not serve."""
+    server = server_of(api)
+    objects: list[dict[str, Any]] = []
+    not_served: list[str] = []
+    for wk in kinds_in_scope(root_namespace):
+        for attempt in range(_LIST_ATTEMPTS):
+            try:
+                items, _ = list_objects(api, wk)
+            except ApiException as exc:
+                if exc.status == 404:
+                    not_served.append(wk.resource)
+                    break
+                if exc.status == 410 and attempt + 1 < _LIST_ATTEMPTS:
+                    continue
+                raise ScanError(describe_error(exc, wk, server)) from exc
+            except ClusterError as exc:
+                raise ScanError(str(exc)) from exc
+            except Exception as exc:
+                raise ScanError(describe_error(exc, wk, server)) from exc
+            objects.extend(items)
+            break
+    return objects, not_served
+
+
+def scan(
+    policy: Policy, objects: Iterable[Mapping[str, Any]], *, cluster: str, today: dt.date | None = None
+) -> ScanResult:
+    """Review every object against an inventory of all of them."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    raws = sorted(objects, key=_sort_key)
+    root = policy.mesh.root_namespace
+    resources: list[Resource] = []
+    for raw in raws:
+        kind = scope_kind(raw, root)
+        parsed = parse(raw, kind) if kind is not None else None
+        if isinstance(parsed, Resource):
+            resources.append(parsed)
+    inventory = MemoryInventory(resources, domain=policy.mesh.cluster_domain)
+    result = ScanResult(cluster, objects=len(raws))
+    result.expired = [e for e in policy.file.exceptions if not e.active(today)]
+    for raw in raws:
+        try:
+            decision = evaluate(policy, EnforcementPoint.SCAN, inventory, "CREATE", raw, today=today)
+        except Exception as exc:
+            meta = raw.get("metadata") or {}
+            result.errors.append(
+                f"{raw.get('kind')} {meta.get('namespace', 'default')}/{meta.get('name', '')}: "
+                f"could not be reviewed: {type(exc).__name__}: {exc}"
+            )
+            continue
+        result.statuses[decision.status] += 1
+        for outcome in decision.outcomes:
+            f = outcome.finding
+            note = outcome.note or _expired_note(result.expired, f.rule, decision.namespace, decision.name)
+            result.findings.append(
+                ScanFinding(
+                    decision.kind,
+                    decision.namespace,
+                    decision.name,
+                    f.rule,
+                    outcome.action,
+                    f.path_text,
+                    f.message,
+                    f.fix,
+                    note,
+                )
+            )
+    return result
+
+
+def _sort_key(raw: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = raw.get("metadata") or {}
+    return (str(meta.get("namespace") or "default"), str(raw.get("kind")), str(meta.get("name") or ""))
+
+
+def _expired_note(expired: list[Exception_], rule: str, namespace: str, name: str) -> str:
+    for exc in expired:
+        if exc.covers(rule, namespace, name):
+            return f"exception {exc.ticket} expired on {exc.expires}"
+    return ""
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def render_json(result: ScanResult) -> str:
+    doc = {
+        "summary": result.summary(),
+        "findings": [f.to_dict() for f in result.findings],
+        "expiredExceptions": [_exception_dict(e) for e in result.expired],
+        "errors": result.errors,
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def _exception_dict(exc: Exception_) -> dict[str, Any]:
+    return {
+        "rule": exc.rule,
+        "namespace": exc.namespace,
+        "name": exc.name,
+        "ticket": exc.ticket,
+        "reason": exc.reason,
+        "expires": exc.expires.isoformat(),
+    }
+
+
+def render_text(result: ScanResult) -> str:
+    lines: list[str] = []
+    for f in result.findings:
+        lines.append(f"{f.kind} {f.namespace}/{f.name}  {f.action}  [{f.rule}]")
+        lines.append(f"    {f.path + ': ' if f.path else ''}{f.message}")
+        if f.note:
+            lines.append(f"    ({f.note})")
+        if f.fix:
+            lines.append("    fix:")
+            lines.extend(f"      {line}" for line in f.fix.rstrip().splitlines())
+    if result.findings:
+        lines.append("")
+    s = result.summary()
+    for title, table in (("by rule", s["byRule"]), ("by namespace", s["byNamespace"])):
+        if table:
+            lines.append(f"Findings {title}:")
+            width = max(len(k) for k in table)
+            for key, counts in table.items():
+                lines.append(f"  {key:<{width}}  " + ", ".join(f"{n} {a}" for a, n in counts.items()))
+    if result.expired:
+        lines.append("Expired policy exceptions (no longer applied):")
+        for e in result.expired:
+            lines.append(
+                f"  {e.rule} {e.namespace}/{e.name}  {e.ticket}, expired {e.expires.isoformat()}: {e.reason}"
+            )
+    for resource in result.not_served:
+        lines.append(f"Not served by the cluster (skipped): {resource}")
+    for error in result.errors:
+        lines.append(f"error: {error}")
+    counts = s["findings"]
+    found = ", ".join(f"{counts[a]} {a}" for a in counts if counts[a]) or "no findings"
+    lines.append(
+        f"{result.cluster}: {s['objects']} objects, {s['reviewed']} reviewed, {s['exempt']} exempt, "
+        f"{s['skipped']} skipped; {found}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+# --- command ------------------------------------------------------------------------------
+
+
+@click.command("scan")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False),
+    help="Kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config).",
+)
+@click.option("--context", help="Kubeconfig context (default: the current context).")
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False), help="Policy file.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.pass_context
+def command(
+    ctx: click.Context, kubeconfig: str | None, context: str | None, policy_path: str | None, fmt: str
+) -> None:
+    """Review every Istio object in a live cluster (read-only).
+
+    Exit status: 0 clean, 1 deny-level findings, 2 the cluster or policy could not be read.
+    """
+    try:
+        policy = policy_mod.load(policy_path)
+        api = api_client(kubeconfig, context)
+        objects, not_served = read_cluster(api, policy.mesh.root_namespace)
+    except (PolicyError, ClusterError, ScanError) as exc:
+        click.echo(f"meshwarden scan: {exc}", err=True)
+        ctx.exit(2)
+    result = scan(policy, objects, cluster=server_of(api))
+    result.not_served = not_served
+    out = render_json(result) if fmt == "json" else render_text(result)
+    sys.stdout.write(out)
+    for error in result.errors:
+        click.echo(f"meshwarden scan: {error}", err=True)
+    ctx.exit(result.exit_code)
