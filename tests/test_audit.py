@@ -21,6 +21,7 @@ from webhook.audit import (
     canonical,
     last_hash,
     replica_name,
+    rfc3339,
     rotated_files,
 )
 from webhook.audit_query import read_lines, verify
@@ -450,3 +451,13 @@ def test_replica_name_prefers_the_pod_name() -> None:
     assert replica_name({"POD_NAME": "mw-1", "HOSTNAME": "host"}) == "mw-1"
     assert replica_name({"HOSTNAME": "host"}) == "host"
     assert replica_name({}) != ""
+
+
+def test_rfc3339_is_utc_with_microseconds() -> None:
+    moment = dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert rfc3339(moment) == "2024-01-02T01:04:05.000006Z"
+    before = dt.datetime.now(dt.UTC)
+    now = rfc3339()
+    after = dt.datetime.now(dt.UTC)
+    assert len(now) == len("2024-01-02T01:04:05.000006Z") and now.endswith("Z")
+    assert before - dt.timedelta(microseconds=1) <= dt.datetime.fromisoformat(now) <= after

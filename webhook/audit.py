@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -51,9 +52,19 @@ def record_hash(record: Mapping[str, Any]) -> str:
 
 
 def rfc3339(moment: dt.datetime | None = None) -> str:
-    """UTC time as RFC 3339 with microseconds and a `Z` suffix."""
-    moment = moment or dt.datetime.now(dt.UTC)
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC time as RFC 3339 with microseconds and a `Z` suffix (now, by default)."""
+    if moment is not None:
+        return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    global _second
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    cached = _second
+    if cached[0] != seconds:
+        # strftime is the dearest part of a record; the date and time change once a second.
+        cached = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{cached[1]}.{nanos // 1000:06d}Z"
+
+
+_second: tuple[int, str] = (-1, "")
 
 
 class AuditWriteError(OSError):
