@@ -18,6 +18,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
 
 from webhook import hosts as H
 from webhook.findings import Path
@@ -47,6 +51,14 @@ MESH_KEY: GatewayKey = ("", MESH)
 # carries a port's traffic.
 _HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTP_PROXY"})
 TLS_PROTOCOLS = frozenset({"HTTPS", "TLS"})
+
+
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def dump_yaml(*docs: Any) -> str:
+    """Ready-to-apply YAML for a fix (the C emitter when present: fixes are built per denial)."""
+    return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False).rstrip()
 
 
 # --- visibility --------------------------------------------------------------------------
@@ -577,7 +589,10 @@ def _http_dests(
     for k, mirror in enumerate(route.mirrors or []):
         raw = mirror.get("destination") if isinstance(mirror, dict) else None
         if isinstance(raw, dict) and isinstance(raw.get("host"), str):
-            d = Destination.model_validate(raw)
+            try:
+                d = Destination.model_validate(raw)
+            except ValidationError:
+                continue  # malformed: istio-schema reports it
             out.append(_dest(res, d, (*at, "mirrors", k, "destination"), domain))
     if route.delegate is not None and route.delegate.name:
         target = inv.get(("VirtualService", route.delegate.namespace or res.namespace, route.delegate.name))

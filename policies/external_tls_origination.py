@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
@@ -365,11 +364,11 @@ def _origination_fix(
     note = (" In the ServiceEntry, " + "; ".join(notes) + ".") if notes else ""
     if first.rules and not first.no_rule_yet:
         names = ", ".join(_name(r) for r in first.rules)
-        snippet = yaml.safe_dump({"spec": {"trafficPolicy": {"portLevelSettings": entries}}}, sort_keys=False)
+        snippet = R.dump_yaml({"spec": {"trafficPolicy": {"portLevelSettings": entries}}})
         return (
             f"In DestinationRule {names}, give each plaintext port its own entry that originates TLS (a port "
             f"entry replaces the top-level settings, subsets count only when a route names them).{note}\n"
-            + snippet.rstrip()
+            + snippet
         )
     doc = {
         "apiVersion": "networking.istio.io/v1",
@@ -382,7 +381,7 @@ def _origination_fix(
     }
     return (
         f"Apply this DestinationRule in {se.namespace} (first, then the ServiceEntry again), so the sidecar "
-        f"originates TLS.{note}\n" + yaml.safe_dump(doc, sort_keys=False).rstrip()
+        f"originates TLS.{note}\n" + R.dump_yaml(doc)
     )
 
 

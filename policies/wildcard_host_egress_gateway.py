@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import yaml
-
 from policies import _mesh_routes as R
 from webhook import hosts as H
 from webhook.context import Context
@@ -72,13 +70,15 @@ def _check_wildcard_host(
     inv, mesh, res = ctx.inventory, ctx.mesh, ctx.resource
     domain = mesh.cluster_domain
     where = f"wildcard host {host} of ServiceEntry {_name(res)}"
-    fix = _egress_fix(res, spec, host, mesh)
     path = ("spec", "hosts", index)
 
     candidates = R.mesh_virtual_services(inv, host, domain, lambda vs: _overlaps(R.export_scope(vs), scope))
     if not candidates:
         yield Finding(
-            RULE_ID, path, f"{where} is reached directly by sidecars: {_why_no_vs(ctx, host, scope)}", fix
+            RULE_ID,
+            path,
+            f"{where} is reached directly by sidecars: {_why_no_vs(ctx, host, scope)}",
+            _egress_fix(res, spec, host, mesh),
         )
         return
 
@@ -102,7 +102,12 @@ def _check_wildcard_host(
     for vs in candidates:
         problem = _egress_binding_problem(ctx, vs, host)
         if problem:
-            yield Finding(RULE_ID, path, f"{where}: VirtualService {_name(vs)} {problem}", fix)
+            yield Finding(
+                RULE_ID,
+                path,
+                f"{where}: VirtualService {_name(vs)} {problem}",
+                _egress_fix(res, spec, host, mesh),
+            )
 
     for j, port in enumerate(spec.ports):
         if port.number is None:
@@ -296,11 +301,11 @@ def _egress_fix(res: Resource, spec: ServiceEntry, host: str, mesh: MeshSettings
         "metadata": {"name": f"egressgateway-for-{label}", **meta},
         "spec": {"host": gw_host, "subsets": [{"name": label}]},
     }
-    docs = yaml.safe_dump_all([gateway, virtual_service, destination_rule], sort_keys=False)
+    docs = R.dump_yaml(gateway, virtual_service, destination_rule)
     return (
         f"Apply these before the ServiceEntry, so sidecars send {host} to the egress gateway. The gateway "
         f"forwards to {upstream}, a concrete host that needs its own ServiceEntry with resolution: DNS.\n"
-        + docs.rstrip()
+        + docs
     )
 
 
@@ -328,7 +333,7 @@ def _port_fix(vs: Resource, host: str, port: ServicePort, mesh: MeshSettings) ->
         spec[cls] = [{"match": [match], "route": to_gw}]
         if cls == "tls":
             break
-    snippet = yaml.safe_dump({"spec": spec}, sort_keys=False).rstrip()
+    snippet = R.dump_yaml({"spec": spec})
     return (
         f"Add a mesh route for port {n} to the egress gateway in VirtualService {_name(vs)} (keep the "
         "subset your egress DestinationRule defines), and a route bound to the egress Gateway for the "

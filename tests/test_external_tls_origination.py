@@ -435,3 +435,23 @@ def test_messages_are_deterministic() -> None:
     first = [o.finding.message for o in _run(world, None, "DELETE", dr)]
     second = [o.finding.message for o in _run(list(reversed(world)), None, "DELETE", dr)]
     assert first == second and first
+
+
+def test_every_seed_object_is_reviewed_in_every_operation() -> None:
+    kinds = {"ServiceEntry", "DestinationRule", "VirtualService", "Gateway", "Sidecar", "WorkloadEntry"}
+    world = [d for f in sorted(SEEDS.glob("*.yaml")) for d in load(f) if d["kind"] in kinds]
+    assert len(world) > 30
+    for doc in world:
+        for operation, obj, old in (("CREATE", doc, None), ("UPDATE", doc, doc), ("DELETE", None, doc)):
+            decision = review(POLICY, world, operation, obj, old)
+            assert decision.status == "reviewed"
+            for o in outcomes(decision, RULE_ID):
+                assert o.finding.message and o.finding.fix
+
+
+def test_malformed_mirror_is_skipped() -> None:
+    world = load(EGRESS / "cnn-port-rewrite.yaml")
+    pick(world, "VirtualService")["spec"]["http"][0]["mirrors"] = [
+        {"destination": {"host": "x.org", "port": "x"}}
+    ]
+    assert _run(world, pick(world, "ServiceEntry")) == []
