@@ -45,7 +45,7 @@ def check(ctx: Context) -> list[Finding]:
     res = ctx.resource
     report = Report()
     raw_spec = ctx.raw.get("spec")
-    if not isinstance(raw_spec, Mapping):
+    if not isinstance(raw_spec, dict):
         raw_spec = {}
     spec: Any = res.spec
     kind = res.kind
@@ -63,7 +63,7 @@ def check(ctx: Context) -> list[Finding]:
         workload_entry.validate(report, spec)
     elif kind == ISTIO_OPERATOR:
         mesh = raw_spec.get("meshConfig")
-        mesh_config.validate(report, spec, ("spec", "meshConfig"), mesh if isinstance(mesh, Mapping) else {})
+        mesh_config.validate(report, spec, ("spec", "meshConfig"), mesh if isinstance(mesh, dict) else {})
     elif kind == MESH_CONFIG:
         mesh_config.validate(report, spec, ("data", "mesh"), _mesh_yaml(ctx.raw))
     return report.findings

@@ -116,6 +116,7 @@ def enum(report: Report, path: Path, value: Any, allowed: tuple[str, ...], fix: 
 # --- names -----------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=8192)
 def is_dns1123_label(value: str) -> bool:
     return len(value) <= 63 and _DNS1123_LABEL.fullmatch(value) is not None
 
@@ -281,13 +282,17 @@ def protocol_problem(protocol: str) -> str | None:
     return None
 
 
+# Durations recur too (`10s`, `30s`), and parsing them exactly is not cheap.
+duration_problem = lru_cache(maxsize=4096)(durations.istio_problem)
+
+
 def check_duration(report: Report, path: Path, value: Any) -> None:
     if value is None:
         return
     if not isinstance(value, str):
         report.error(path, f"must be a duration string, got {type_name(value)}", FIX_DURATION)
         return
-    problem = durations.istio_problem(value)
+    problem = duration_problem(value)
     if problem:
         report.error(path, problem, FIX_DURATION)
 
@@ -337,11 +342,20 @@ def check_labels(report: Report, path: Path, labels: Mapping[str, str] | None) -
     if not labels:
         return
     for key, value in labels.items():
-        problem = _tag_key_problem(key)
-        if problem:
+        for problem in _label_problems(key, value):
             report.error((*path, key), problem, FIX_LABELS)
-        if _TAG_VALUE.fullmatch(value) is None:
-            report.error((*path, key), f"invalid tag value: {q(value)}", FIX_LABELS)
+
+
+# The same few labels (app, version, istio) recur across objects: remember the verdicts.
+@lru_cache(maxsize=8192)
+def _label_problems(key: str, value: str) -> tuple[str, ...]:
+    problems = []
+    key_problem = _tag_key_problem(key)
+    if key_problem:
+        problems.append(key_problem)
+    if _TAG_VALUE.fullmatch(value) is None:
+        problems.append(f"invalid tag value: {q(value)}")
+    return tuple(problems)
 
 
 def _tag_key_problem(key: str) -> str | None:
@@ -435,13 +449,16 @@ def _visibility_problem(value: str) -> str | None:
 # --- raw JSON access (fields the models keep as plain objects) -------------------------
 
 
+# Raw objects come from JSON or YAML, so their mappings are dicts (a cheaper test than Mapping).
+
+
 def get(obj: Any, key: str) -> Any:
-    return obj.get(key) if isinstance(obj, Mapping) else None
+    return obj.get(key) if isinstance(obj, dict) else None
 
 
 def check_object(report: Report, path: Path, value: Any) -> bool:
     """True when `value` is an object (or absent); a type finding otherwise."""
-    if value is None or isinstance(value, Mapping):
+    if value is None or isinstance(value, dict):
         return True
     report.error(path, f"must be an object, got {type_name(value)}", "write the field as a mapping")
     return False

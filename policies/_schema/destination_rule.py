@@ -30,7 +30,13 @@ from policies._schema.common import (
     wildcard_domain_problem,
 )
 from webhook.findings import Path
-from webhook.models import ClientTLSSettings, DestinationRule, OutlierDetection, TrafficPolicy
+from webhook.models import (
+    ClientTLSSettings,
+    DestinationRule,
+    OutlierDetection,
+    PortTrafficPolicy,
+    TrafficPolicy,
+)
 
 TLS_MODES = ("DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL")
 _SIMPLE_LB = ("UNSPECIFIED", "RANDOM", "PASSTHROUGH", "ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN")
@@ -104,10 +110,7 @@ def check_traffic_policy(report: Report, path: Path, policy: TrafficPolicy) -> N
             "keep either `tunnel` or `proxyProtocol`",
         )
         return
-    _outlier(report, (*path, "outlierDetection"), policy.outlier_detection)
-    _connection_pool(report, (*path, "connectionPool"), policy.connection_pool)
-    _load_balancer(report, (*path, "loadBalancer"), policy.load_balancer)
-    check_client_tls(report, (*path, "tls"), policy.tls)
+    _policy_blocks(report, path, policy)
     for i, port_policy in enumerate(policy.port_level_settings):
         entry = (*path, "portLevelSettings", i)
         if port_policy.port is None:
@@ -120,11 +123,9 @@ def check_traffic_policy(report: Report, path: Path, policy: TrafficPolicy) -> N
         ):
             report.error(entry, "port traffic policy must have at least one field", _FIX_EMPTY_POLICY)
             continue
-        _outlier(report, (*entry, "outlierDetection"), port_policy.outlier_detection)
-        _connection_pool(report, (*entry, "connectionPool"), port_policy.connection_pool)
-        _load_balancer(report, (*entry, "loadBalancer"), port_policy.load_balancer)
-        check_client_tls(report, (*entry, "tls"), port_policy.tls)
-    _tunnel(report, (*path, "tunnel"), policy.tunnel)
+        _policy_blocks(report, entry, port_policy)
+    if policy.tunnel is not None:
+        _tunnel(report, (*path, "tunnel"), policy.tunnel)
     if policy.proxy_protocol is not None:
         enum(
             report,
@@ -134,10 +135,22 @@ def check_traffic_policy(report: Report, path: Path, policy: TrafficPolicy) -> N
         )
 
 
-def _outlier(report: Report, path: Path, outlier: OutlierDetection | None) -> None:
-    if outlier is None:
-        return
-    check_duration(report, (*path, "baseEjectionTime"), outlier.base_ejection_time)
+def _policy_blocks(report: Report, path: Path, policy: TrafficPolicy | PortTrafficPolicy) -> None:
+    """The blocks a port-level entry shares with the top level (paths built only when present:
+    this runs for every policy of every DestinationRule)."""
+    if policy.outlier_detection is not None:
+        _outlier(report, (*path, "outlierDetection"), policy.outlier_detection)
+    if policy.connection_pool is not None:
+        _connection_pool(report, (*path, "connectionPool"), policy.connection_pool)
+    if policy.load_balancer is not None:
+        _load_balancer(report, (*path, "loadBalancer"), policy.load_balancer)
+    if policy.tls is not None:
+        check_client_tls(report, (*path, "tls"), policy.tls)
+
+
+def _outlier(report: Report, path: Path, outlier: OutlierDetection) -> None:
+    if outlier.base_ejection_time is not None:
+        check_duration(report, (*path, "baseEjectionTime"), outlier.base_ejection_time)
     if outlier.consecutive_errors:
         report.warn(
             (*path, "consecutiveErrors"),
@@ -155,17 +168,19 @@ def _outlier(report: Report, path: Path, outlier: OutlierDetection | None) -> No
             "origin errors is set to false",
             "set `splitExternalLocalOriginErrors: true`, or remove `consecutiveLocalOriginFailures`",
         )
-    check_duration(report, (*path, "interval"), outlier.interval)
-    check_percent(report, (*path, "maxEjectionPercent"), outlier.max_ejection_percent)
-    check_percent(report, (*path, "minHealthPercent"), outlier.min_health_percent)
-    check_uint32(report, (*path, "consecutive5xxErrors"), outlier.consecutive_5xx_errors)
-    check_uint32(report, (*path, "consecutiveGatewayErrors"), outlier.consecutive_gateway_errors)
-    check_uint32(report, (*path, "consecutiveLocalOriginFailures"), outlier.consecutive_local_origin_failures)
+    for field, value, checker in (
+        ("interval", outlier.interval, check_duration),
+        ("maxEjectionPercent", outlier.max_ejection_percent, check_percent),
+        ("minHealthPercent", outlier.min_health_percent, check_percent),
+        ("consecutive5xxErrors", outlier.consecutive_5xx_errors, check_uint32),
+        ("consecutiveGatewayErrors", outlier.consecutive_gateway_errors, check_uint32),
+        ("consecutiveLocalOriginFailures", outlier.consecutive_local_origin_failures, check_uint32),
+    ):
+        if value is not None:
+            checker(report, (*path, field), value)
 
 
-def _connection_pool(report: Report, path: Path, pool: Mapping[str, Any] | None) -> None:
-    if pool is None:
-        return
+def _connection_pool(report: Report, path: Path, pool: Mapping[str, Any]) -> None:
     http, tcp = pool.get("http"), pool.get("tcp")
     if http is None and tcp is None:
         report.error(
@@ -183,7 +198,8 @@ def _connection_pool(report: Report, path: Path, pool: Mapping[str, Any] | None)
             ("maxRetries", "max retries"),
             ("maxConcurrentStreams", "max concurrent streams"),
         ):
-            check_non_negative(report, (*p, field), http.get(field), f"{what} must be non-negative")
+            if field in http:
+                check_non_negative(report, (*p, field), http[field], f"{what} must be non-negative")
         check_duration(report, (*p, "idleTimeout"), http.get("idleTimeout"))
         policy = http.get("h2UpgradePolicy")
         enum(report, (*p, "h2UpgradePolicy"), policy, _H2_UPGRADE)
@@ -211,9 +227,7 @@ def _connection_pool(report: Report, path: Path, pool: Mapping[str, Any] | None)
             check_uint32(report, (*p, "tcpKeepalive", "probes"), keepalive.get("probes"))
 
 
-def _load_balancer(report: Report, path: Path, lb: Mapping[str, Any] | None) -> None:
-    if lb is None:
-        return
+def _load_balancer(report: Report, path: Path, lb: Mapping[str, Any]) -> None:
     enum(report, (*path, "simple"), lb.get("simple"), _SIMPLE_LB)
     consistent = lb.get("consistentHash")
     if check_object(report, (*path, "consistentHash"), consistent) and consistent is not None:

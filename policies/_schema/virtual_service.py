@@ -132,7 +132,7 @@ def validate(report: Report, spec: VirtualService, namespace: str, raw_spec: Map
     for i, route in enumerate(spec.http):
         raw_route = raw_http[i] if isinstance(raw_http, list) and i < len(raw_http) else None
         _http_route(
-            report, ("spec", "http", i), route, delegate, raw_route if isinstance(raw_route, Mapping) else {}
+            report, ("spec", "http", i), route, delegate, raw_route if isinstance(raw_route, dict) else {}
         )
     for i, tls in enumerate(spec.tls):
         path = ("spec", "tls", i)
@@ -282,30 +282,41 @@ def _l4_match(
 
 
 def _http_route(report: Report, path: Path, route: HTTPRoute, delegate: bool, raw: Mapping[str, Any]) -> None:
+    # Sub-paths are built only for fields that are present: this runs for every route of
+    # every object, and most fields are absent.
     _conflicts(report, path, route, delegate)
     for j, match in enumerate(route.match):
-        mpath = (*path, "match", j)
-        _l4_match(report, mpath, None, match.port, match.source_labels, match.gateways)
+        if match.port or match.source_labels or match.gateways:
+            _l4_match(report, (*path, "match", j), None, match.port, match.source_labels, match.gateways)
         if match.source_namespace and not is_dns1123_label(match.source_namespace):
             report.error(
-                (*mpath, "sourceNamespace"),
+                (*path, "match", j, "sourceNamespace"),
                 f"sourceNamespace match {match.source_namespace} is invalid",
                 "use a namespace name",
             )
     cors = raw.get("corsPolicy")
-    if check_object(report, (*path, "corsPolicy"), cors) and cors is not None:
-        _max_age(report, (*path, "corsPolicy", "maxAge"), cors.get("maxAge"))
-    _fault(report, (*path, "fault"), route.fault)
-    _mirror_percentage(report, (*path, "mirrorPercentage"), raw.get("mirrorPercentage"), "mirror_percentage")
-    check_destination(report, (*path, "mirror"), route.mirror)
+    if cors is not None and check_object(report, (*path, "corsPolicy"), cors) and "maxAge" in cors:
+        _max_age(report, (*path, "corsPolicy", "maxAge"), cors["maxAge"])
+    if route.fault is not None:
+        _fault(report, (*path, "fault"), route.fault)
+    if "mirrorPercentage" in raw:
+        _mirror_percentage(report, (*path, "mirrorPercentage"), raw["mirrorPercentage"], "mirror_percentage")
+    if route.mirror is not None:
+        check_destination(report, (*path, "mirror"), route.mirror)
     for k, mirror in enumerate(route.mirrors or ()):
         _mirror(report, (*path, "mirrors", k), mirror)
-    _redirect(report, (*path, "redirect"), route.redirect)
-    _direct_response(report, (*path, "directResponse"), route.direct_response)
-    _retries(report, (*path, "retries"), route.retries, get(raw, "retries"))
-    _rewrite(report, (*path, "rewrite"), route.rewrite)
-    _destinations(report, (*path, "route"), route.route)
-    check_duration(report, (*path, "timeout"), route.timeout)
+    if route.redirect is not None:
+        _redirect(report, (*path, "redirect"), route.redirect)
+    if route.direct_response is not None:
+        _direct_response(report, (*path, "directResponse"), route.direct_response)
+    if route.retries is not None:
+        _retries(report, (*path, "retries"), route.retries, get(raw, "retries"))
+    if route.rewrite is not None:
+        _rewrite(report, (*path, "rewrite"), route.rewrite)
+    if route.route:
+        _destinations(report, (*path, "route"), route.route)
+    if route.timeout is not None:
+        check_duration(report, (*path, "timeout"), route.timeout)
 
 
 def _conflicts(report: Report, path: Path, route: HTTPRoute, delegate: bool) -> None:
