@@ -166,7 +166,8 @@ def test_out_of_scope_objects_are_allowed_untouched(client: httpx.Client) -> Non
         ),
         (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}', 400, "has no request"),
         (
-            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"operation": "CREATE"}}',
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",'
+            b' "request": {"operation": "CREATE"}}',
             400,
             "has no uid",
         ),
