@@ -153,17 +153,18 @@ def _expand(paths: Sequence[str], stdin: BinaryIO | None) -> Iterator[tuple[str,
 
 
 def _walk(top: str) -> list[str]:
-    out: list[str] = []
+    out: list[tuple[str, ...]] = []
     for root, dirs, files in os.walk(top):
         # Hidden directories (.git, .github) hold no manifests; os.walk does not follow
         # directory symlinks, so a link loop cannot trap the walk.
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         out.extend(
-            os.path.join(root, f)
-            for f in sorted(files)
+            tuple(os.path.join(root, f).split(os.sep))
+            for f in files
             if not f.startswith(".") and f.lower().endswith(MANIFEST_SUFFIXES)
         )
-    return out
+    # Path order (a/x.yaml before b.yaml), the same on every machine.
+    return [os.sep.join(parts) for parts in sorted(out)]
 
 
 def _file_opener(path: str) -> _Opener:
