@@ -112,7 +112,9 @@ def evaluate(
     resource, raw = parsed, target
     if mutate and operation in ("CREATE", "UPDATE"):
         mutated = _apply_defaults(policy, resource, raw, after, base_before, operation, decision)
-        if mutated is not None:
+        # Only the rules read the defaulted object again: a mutate-only review (the /mutate
+        # webhook) skips parsing it a second time, which would double its cost.
+        if mutated is not None and validate:
             raw = mutated
             reparsed = parse(mutated, kind)
             if isinstance(reparsed, Resource):
