@@ -333,6 +333,7 @@ def run(args: argparse.Namespace) -> int:
 def _report(scenarios: list[Scenario], rows: dict[tuple[str, str], Row], args: argparse.Namespace) -> bool:
     print()
     print(f"medians over {args.rounds} rounds of {args.duration:g}s, {args.connections} connections")
+    print("ratios: median over the rounds of meshwarden / bare, each pair measured back to back")
     header = (
         f"{'scenario':<24} {'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
         f" {'rps ratio':>9} {'p99 ratio':>9}"
@@ -343,10 +344,10 @@ def _report(scenarios: list[Scenario], rows: dict[tuple[str, str], Row], args: a
     summary = []
     for s in scenarios:
         bare, mw = rows[(s.name, "bare")], rows[(s.name, "meshwarden")]
-        b_rps, b_p99 = bare.median("requests_per_second"), bare.median("p99_ms")
         for row in (bare, mw):
             rps, p50, p99 = row.median("requests_per_second"), row.median("p50_ms"), row.median("p99_ms")
-            rps_ratio, p99_ratio = rps / b_rps, p99 / b_p99
+            rps_ratio = _paired_ratio(row, bare, "requests_per_second")
+            p99_ratio = _paired_ratio(row, bare, "p99_ms")
             verdict = ""
             if row is mw:
                 met = rps_ratio >= THROUGHPUT_TARGET and p99_ratio <= P99_TARGET
@@ -393,6 +394,14 @@ def _report(scenarios: list[Scenario], rows: dict[tuple[str, str], Row], args: a
         )
         print(f"results written to {args.json}")
     return ok
+
+
+def _paired_ratio(row: Row, bare: Row, attr: str) -> float:
+    """The median of the per-round ratios: each pair ran back to back, so a slow spell on a
+    shared machine moves both sides of a ratio, where it would skew a ratio of medians."""
+    return statistics.median(
+        getattr(a, attr) / getattr(b, attr) for a, b in zip(row.runs, bare.runs, strict=True)
+    )
 
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
