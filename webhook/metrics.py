@@ -4,6 +4,7 @@ apps in one process never collide in the global one), served at `GET /metrics`."
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -81,6 +82,8 @@ class Metrics:
             registry=r,
         )
         self._policy_hash: str | None = None
+        self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+        self._finding_children: dict[tuple[str, str], Any] = {}
         # Series that exist from the start, so a rate() over them is defined before the
         # first event.
         for result in ("success", "failure"):
@@ -100,19 +103,26 @@ class Metrics:
         outcomes: Iterable[Outcome] = (),
         seconds: float,
     ) -> None:
-        webhook = webhook if webhook in _WEBHOOKS else OTHER
-        self.decisions.labels(
-            webhook,
+        key = (
+            webhook if webhook in _WEBHOOKS else OTHER,
             kind if kind in _KINDS else OTHER,
             operation if operation in _OPERATIONS else OTHER,
             verdict if verdict in _VERDICTS else OTHER,
-        ).inc()
+        )
+        # `labels()` validates and locks on every call; the children are cached here, so
+        # a request pays one dict lookup per series (setdefault is atomic under the GIL).
+        child = self._children.get(key)
+        if child is None:
+            child = self._children.setdefault(key, (self.decisions.labels(*key), self.latency.labels(key[0])))
+        child[0].inc()
+        child[1].observe(seconds)
         for o in outcomes:
             rule = o.finding.rule
-            self.findings.labels(
-                rule if not self._rules or rule in self._rules else OTHER, str(o.action)
-            ).inc()
-        self.latency.labels(webhook).observe(seconds)
+            fkey = (rule if not self._rules or rule in self._rules else OTHER, str(o.action))
+            counter = self._finding_children.get(fkey)
+            if counter is None:
+                counter = self._finding_children.setdefault(fkey, self.findings.labels(*fkey))
+            counter.inc()
 
     def audit_failed(self, sink: str) -> None:
         self.audit_failures.labels(sink).inc()
