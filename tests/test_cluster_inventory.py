@@ -13,8 +13,8 @@ import pytest
 
 from tests.fake_apiserver import KINDS, FakeApiServer
 from webhook.cluster import ClusterError
-from webhook.cluster_inventory import ClusterInventory
-from webhook.objects import ISTIO_OPERATOR, MESH_CONFIG
+from webhook.cluster_inventory import ClusterInventory, slim_resource
+from webhook.objects import ISTIO_OPERATOR, MESH_CONFIG, Resource, parse
 
 NET = "networking.istio.io/v1"
 ROOT = "istio-system"
@@ -396,6 +396,39 @@ def test_inventory_keeps_no_last_applied_copy(api: FakeApiServer, tmp_path: Path
         assert res is not None and dict(res.annotations) == {"team": "payments"}
     finally:
         inv.stop()
+
+
+def test_kept_form_reads_like_the_parsed_one() -> None:
+    raw = {
+        "apiVersion": NET,
+        "kind": "DestinationRule",
+        "metadata": {"name": "api", "namespace": "apps"},
+        "spec": {
+            "host": "api.example.com",
+            "trafficPolicy": {
+                "tls": {"mode": "SIMPLE"},
+                "portLevelSettings": [{"port": {"number": 80}, "tls": {"mode": "MUTUAL", "sni": "x"}}],
+            },
+        },
+    }
+    parsed, again = parse(raw, "DestinationRule"), parse(raw, "DestinationRule")
+    assert isinstance(parsed, Resource) and isinstance(again, Resource)
+    kept = slim_resource(parsed)
+    assert kept.spec == again.spec
+    assert kept.spec.model_dump(exclude_unset=True) == again.spec.model_dump(exclude_unset=True)
+    assert kept.spec.model_dump(exclude_unset=True, by_alias=True) == raw["spec"]
+    # Models with the same fields given share one immutable set of their names.
+    tls_top = kept.spec.traffic_policy.tls
+    tls_port = kept.spec.traffic_policy.port_level_settings[0].tls
+    other = slim_resource(again).spec.traffic_policy.tls
+    assert tls_top.model_fields_set is other.model_fields_set
+    assert tls_port.model_fields_set == {"mode", "sni"}
+    with pytest.raises(TypeError, match="shared"):
+        tls_port.model_fields_set.add("caCertificates")
+    # A copy with changes gets a set of its own; the shared one is untouched.
+    changed = tls_port.model_copy(update={"ca_certificates": "/etc/ca.pem"})
+    assert changed.model_fields_set == {"mode", "sni", "ca_certificates"}
+    assert tls_port.model_fields_set == {"mode", "sni"}
 
 
 def test_bad_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:

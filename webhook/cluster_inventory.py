@@ -29,6 +29,7 @@ from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
+from pydantic import BaseModel
 
 from webhook.cluster import (
     LIST_PAGE_SIZE,
@@ -383,18 +384,57 @@ class _Reflector:
                 "inventory: %s %s/%s kept out, it does not parse: %s", kind, namespace, name, problems
             )
             return key, None, True
-        return key, _slim(parsed), False
+        return key, slim_resource(parsed), False
 
 
-def _slim(res: Resource) -> Resource:
-    """The Resource as the inventory keeps it: shared namespace strings, and without the
-    last-applied annotation (a full copy of the object)."""
+def slim_resource(res: Resource) -> Resource:
+    """The Resource as the inventory keeps it: shared namespace strings, shared field-name
+    sets in its models, and without the last-applied annotation (a full copy of the object)."""
     annotations = res.annotations
     if _LAST_APPLIED in annotations:
         annotations = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
-    return dataclasses.replace(
-        res,
-        namespace=sys.intern(res.namespace),
-        api_version=sys.intern(res.api_version),
-        annotations=annotations,
-    )
+    _share_field_sets(res.spec)
+    namespace, api_version = sys.intern(res.namespace), sys.intern(res.api_version)
+    return dataclasses.replace(res, namespace=namespace, api_version=api_version, annotations=annotations)
+
+
+# Every pydantic model instance carries its own set of the field names given at validation
+# (`model_fields_set`): about 40% of a parsed object's memory. The combinations are few, so
+# the inventory's frozen models share one set per combination. pydantic needs a real `set`
+# there (serialising with exclude_unset) and copies it before changing it (model_copy);
+# the shared set refuses in-place changes so no model can alter the others'.
+class _SharedNames(set[str]):
+    __slots__ = ()
+
+    def _refuse(self, *args: object) -> None:
+        raise TypeError("field-name sets are shared between inventory models and cannot change")
+
+    add = discard = remove = pop = clear = update = _refuse  # type: ignore[assignment]
+    difference_update = intersection_update = symmetric_difference_update = _refuse  # type: ignore[assignment]
+    __ior__ = __iand__ = __isub__ = __ixor__ = _refuse  # type: ignore[assignment]
+
+    def __copy__(self) -> set[str]:
+        return set(self)  # a model copy gets a plain set of its own
+
+    def __deepcopy__(self, memo: dict[int, object]) -> set[str]:
+        return set(self)
+
+
+_FIELD_SETS: dict[frozenset[str], _SharedNames] = {}
+
+
+def _share_field_sets(model: BaseModel) -> None:
+    stack: list[Any] = [model]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, BaseModel):
+            names = frozenset(node.__pydantic_fields_set__)
+            shared = _FIELD_SETS.get(names)
+            if shared is None:
+                shared = _FIELD_SETS.setdefault(names, _SharedNames(names))
+            object.__setattr__(node, "__pydantic_fields_set__", shared)
+            stack.extend(node.__dict__.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
