@@ -32,12 +32,6 @@ def validate(report: Report, spec: MeshConfig, path: Path, raw: Mapping[str, Any
             f"invalid value for enum field mode: {q(policy.mode)} (supported: {', '.join(OUTBOUND_MODES)})",
             "use REGISTRY_ONLY",
         )
-    if spec.root_namespace is not None and not is_dns1123_label(spec.root_namespace):
-        report.error(
-            (*path, "rootNamespace"),
-            f"invalid root namespace {q(spec.root_namespace)}",
-            "use a namespace name, e.g. istio-system",
-        )
     _connect_timeout(report, (*path, "connectTimeout"), raw.get("connectTimeout"))
     _protocol_detection_timeout(
         report, (*path, "protocolDetectionTimeout"), raw.get("protocolDetectionTimeout")
