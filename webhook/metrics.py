@@ -81,6 +81,17 @@ class Metrics:
             ("hash",),
             registry=r,
         )
+        self.certificate_expiry = Gauge(
+            "meshwarden_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate in use, as a Unix time (alert well before it).",
+            registry=r,
+        )
+        self.certificate_reloads = Counter(
+            "meshwarden_tls_certificate_reloads",
+            "Reloads of the serving certificate from disk by result (success, failure).",
+            ("result",),
+            registry=r,
+        )
         self._policy_hash: str | None = None
         self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
         self._finding_children: dict[tuple[str, str], Any] = {}
@@ -90,6 +101,8 @@ class Metrics:
             self.policy_reloads.labels(result)
         for sink in ("file", "stream"):
             self.audit_failures.labels(sink)
+        for result in ("success", "failure"):
+            self.certificate_reloads.labels(result)
 
     # -- observations --------------------------------------------------------------
 
@@ -147,6 +160,13 @@ class Metrics:
         """Read the inventory's size and sync state at each scrape."""
         self.inventory_objects.set_function(size)
         self.inventory_synced.set_function(lambda: 1.0 if synced() else 0.0)
+
+    def certificate_loaded(self, not_after: float) -> None:
+        """The serving certificate in use expires at `not_after` (Unix time)."""
+        self.certificate_expiry.set(not_after)
+
+    def certificate_reloaded(self, ok: bool) -> None:
+        self.certificate_reloads.labels("success" if ok else "failure").inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import ssl
 import sys
@@ -11,12 +12,14 @@ import click
 import uvicorn
 
 from webhook.audit import AuditLog, replica_name
+from webhook.cert_reload import CertificateError, CertReloader, read_pair
 from webhook.certs import DEV_NAMES, ensure_dev_certs
 from webhook.inventory import MemoryInventory
 from webhook.metrics import Metrics
 from webhook.policy import PolicyError
 from webhook.policy_store import PolicyStore
 from webhook.server import AppState, create_app
+from webhook.shutdown import Draining, GracefulServer, close_when_draining
 
 log = logging.getLogger("meshwarden")
 
@@ -74,6 +77,28 @@ log = logging.getLogger("meshwarden")
     help="This replica's name, written into every audit record.",
 )
 @click.option(
+    "--shutdown-delay",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds to keep serving after SIGTERM with /readyz failing, while the endpoint is "
+    "removed from the Service; in-flight requests are then drained.",
+)
+@click.option(
+    "--cert-check-interval",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds between checks of the certificate files for a renewal to reload.",
+)
+@click.option(
+    "--cert-warn-days",
+    default=21,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Log a warning while the serving certificate expires within this many days.",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 def command(
@@ -88,6 +113,9 @@ def command(
     audit_backups: int,
     audit_fsync: bool,
     replica: str,
+    shutdown_delay: float,
+    cert_check_interval: float,
+    cert_warn_days: int,
     log_level: str,
 ) -> None:
     """Serve the admission webhook (POST /validate, /mutate; GET /healthz, /readyz, /metrics)."""
@@ -124,6 +152,11 @@ def command(
             ", ".join(DEV_NAMES),
         )
 
+    try:
+        read_pair(paths.cert, paths.key)
+    except CertificateError as exc:
+        raise click.ClickException(f"--cert-dir {cert_dir}: {exc}") from exc
+
     metrics = Metrics()
     metrics.policy_loaded(policy.sha256)
     policies.on_reload.append(
@@ -143,8 +176,11 @@ def command(
         state.audit = audit.write
         state.readiness.append(lambda: None if audit.check() else "audit log writes are failing")
         metrics.track_audit(lambda: audit.healthy)
+    draining = Draining()
+    state.readiness.append(draining.readiness)
+    app = close_when_draining(create_app(state), draining)
     config = uvicorn.Config(
-        create_app(state),
+        app,
         host=host,
         port=port,
         ssl_certfile=str(paths.cert),
@@ -157,6 +193,17 @@ def command(
     config.load()
     assert config.ssl is not None
     config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    reloader = CertReloader(
+        config.ssl,
+        paths.cert,
+        paths.key,
+        warn_before=dt.timedelta(days=cert_warn_days),
+        on_loaded=lambda cert: metrics.certificate_loaded(cert.not_valid_after_utc.timestamp()),
+        on_reload=metrics.certificate_reloaded,
+    )
+    reloader.load()
     log.info("serving https://%s:%d (validate, mutate, healthz, readyz, metrics)", host, port)
-    uvicorn.Server(config).run()
+    GracefulServer(
+        config, draining, shutdown_delay=shutdown_delay, periodic=[(cert_check_interval, reloader.check)]
+    ).run()
     sys.exit(0)
