@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,35 @@ def test_text_output_names_object_rule_and_summaries(api: FakeApiServer, kubecon
     assert "spec.ports" in out
     assert "Findings by rule:" in out and "Findings by namespace:" in out
     assert "1 exempt" in out
+
+
+def test_sarif_and_junit_come_from_the_check_report_renderers(api: FakeApiServer, kubeconfig: str) -> None:
+    for obj in compliant_objects() + violations():
+        api.put(obj)
+    sarif = run("--kubeconfig", kubeconfig, "--format", "sarif")
+    assert sarif.exit_code == 1
+    sarif_run = json.loads(sarif.stdout)["runs"][0]
+    results = {
+        (r["ruleId"], r["level"], r["locations"][0]["logicalLocations"][0]["fullyQualifiedName"])
+        for r in sarif_run["results"]
+    }
+    assert ("no-allow-any-outbound", "error", "Sidecar/apps/open") in results
+    assert ("istio-schema", "error", "ServiceEntry/team-b/broken") in results
+    assert sarif_run["invocations"][0]["exitCode"] == 1
+
+    junit = run("--kubeconfig", kubeconfig, "--format", "junit")
+    assert junit.exit_code == 1
+    root = ET.fromstring(junit.stdout.split("\n", 1)[1])
+    suites = {s.get("name"): s for s in root.iter("testsuite")}
+    assert set(suites) == {
+        "namespaces/apps",
+        "namespaces/istio-system",
+        "namespaces/team-b",
+        "namespaces/kube-system",
+    }
+    failed = {c.get("name") for c in root.iter("testcase") if c.find("failure") is not None}
+    assert failed == {"Sidecar apps/open", "ServiceEntry team-b/broken"}
+    assert root.get("tests") == "11" and root.get("skipped") == "2"  # not in scope + exempt
 
 
 def test_expired_exceptions_are_reported_and_no_longer_apply(

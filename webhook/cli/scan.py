@@ -31,8 +31,10 @@ from webhook.findings import Action
 from webhook.inventory import MemoryInventory
 from webhook.objects import Resource, parse, scope_kind
 from webhook.policy import EnforcementPoint, Exception_, Policy, PolicyError
+from webhook.report import InputError, ObjectResult, Report, ReportFinding
+from webhook.report import render as render_report
 
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "sarif", "junit")
 _LIST_ATTEMPTS = 3  # a paged list whose token expires is started again
 
 
@@ -70,6 +72,7 @@ class ScanResult:
     cluster: str
     objects: int = 0
     statuses: Counter[str] = field(default_factory=Counter)  # reviewed / skipped / exempt
+    reviewed: list[tuple[str, str, str, str]] = field(default_factory=list)  # kind, ns, name, status
     findings: list[ScanFinding] = field(default_factory=list)
     expired: list[Exception_] = field(default_factory=list)
     not_served: list[str] = field(default_factory=list)  # resources the cluster does not serve
@@ -160,6 +163,7 @@ def scan(
             )
             continue
         result.statuses[decision.status] += 1
+        result.reviewed.append((decision.kind, decision.namespace, decision.name, decision.status))
         for outcome in decision.outcomes:
             f = outcome.finding
             note = outcome.note or _expired_note(result.expired, f.rule, decision.namespace, decision.name)
@@ -192,6 +196,30 @@ def _expired_note(expired: list[Exception_], rule: str, namespace: str, name: st
 
 
 # --- output -------------------------------------------------------------------------------
+
+
+def to_report(result: ScanResult) -> Report:
+    """The scan as a `meshwarden check` report, for the SARIF and JUnit renderers. A live
+    object has no file: objects are grouped under `namespaces/<namespace>` (one JUnit
+    suite, one SARIF artifact per namespace), each named by kind/namespace/name."""
+    report = Report()
+    objects: dict[tuple[str, str, str], ObjectResult] = {}
+    for kind, namespace, name, status in result.reviewed:
+        objects[(kind, namespace, name)] = ObjectResult(
+            _location(namespace), 1, kind, namespace, name, status
+        )
+    for f in result.findings:
+        obj = objects[(f.kind, f.namespace, f.name)]
+        where = (obj.file, 1, 1, f.kind, f.namespace, f.name)
+        obj.findings.append(ReportFinding(*where, f.rule, f.action, f.path, f.message, f.fix, f.note))
+    report.objects = list(objects.values())
+    report.files = len({o.file for o in report.objects})
+    report.errors = [InputError(result.cluster, None, e) for e in result.errors]
+    return report
+
+
+def _location(namespace: str) -> str:
+    return f"namespaces/{namespace}"
 
 
 def render_json(result: ScanResult) -> str:
@@ -282,7 +310,10 @@ def command(
         ctx.exit(2)
     result = scan(policy, objects, cluster=server_of(api))
     result.not_served = not_served
-    out = render_json(result) if fmt == "json" else render_text(result)
+    if fmt in ("sarif", "junit"):
+        out = render_report(to_report(result), fmt)
+    else:
+        out = render_json(result) if fmt == "json" else render_text(result)
     sys.stdout.write(out)
     for error in result.errors:
         click.echo(f"meshwarden scan: {error}", err=True)
