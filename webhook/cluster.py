@@ -80,11 +80,16 @@ def kinds_in_scope(
     )
 
 
+def in_cluster() -> bool:
+    """Running in a pod, where the service account's in-cluster configuration applies."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
 def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
     """A client for the cluster: the pod's service account when running in a cluster and
     no kubeconfig or context is named, otherwise the kubeconfig (`$KUBECONFIG` or
     ~/.kube/config when `kubeconfig` is None)."""
-    if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+    if kubeconfig is None and context is None and in_cluster():
         cfg = client.Configuration()
         try:
             config.load_incluster_config(client_configuration=cfg)

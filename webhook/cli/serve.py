@@ -14,7 +14,9 @@ import uvicorn
 from webhook.audit import AuditLog, replica_name
 from webhook.cert_reload import CertificateError, CertReloader, read_pair
 from webhook.certs import DEV_NAMES, ensure_dev_certs
-from webhook.inventory import MemoryInventory
+from webhook.cluster import ClusterError, in_cluster
+from webhook.cluster_inventory import ClusterInventory
+from webhook.inventory import InventoryView, MemoryInventory
 from webhook.metrics import Metrics
 from webhook.policy import PolicyError
 from webhook.policy_store import PolicyStore
@@ -54,6 +56,12 @@ log = logging.getLogger("meshwarden")
     type=click.Path(dir_okay=False, path_type=Path),
     help="Append one hash-chained JSON line per decision to this file (rotated by size).",
 )
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False),
+    help="Watch the cluster of this kubeconfig for the inventory (in a pod: in-cluster config).",
+)
+@click.option("--context", "kube_context", help="The kubeconfig context to use.")
 @click.option("--audit-stdout", is_flag=True, help="Also write the audit records to stdout (a log pipeline).")
 @click.option(
     "--audit-max-bytes",
@@ -108,6 +116,8 @@ def command(
     policy_path: Path | None,
     inventory_from: tuple[str, ...],
     audit_log: Path | None,
+    kubeconfig: str | None,
+    kube_context: str | None,
     audit_stdout: bool,
     audit_max_bytes: int,
     audit_backups: int,
@@ -127,18 +137,35 @@ def command(
     policy = policies.current
     log.info("policy %s (sha256 %s)", policy.source, policy.sha256[:12])
 
-    inventory = MemoryInventory(domain=policy.mesh.cluster_domain)
-    if inventory_from:
+    files = MemoryInventory(domain=policy.mesh.cluster_domain)
+    inventory: InventoryView = files
+    cluster: ClusterInventory | None = None
+    if inventory_from and (kubeconfig or kube_context):
+        raise click.UsageError("--inventory-from and --kubeconfig/--context are alternatives")
+    if kubeconfig or kube_context or in_cluster():
+        try:
+            cluster = ClusterInventory.connect(
+                kubeconfig,
+                kube_context,
+                root_namespace=policy.mesh.root_namespace,
+                domain=policy.mesh.cluster_domain,
+            )
+        except ClusterError as exc:
+            raise click.ClickException(str(exc)) from exc
+        inventory = cluster.view
+        log.info("inventory: watching the cluster at %s", cluster.server)
+    elif inventory_from:
         from webhook.inventory_files import load_inventory
         from webhook.sources import SourceError
 
         try:
-            inventory, left_out = load_inventory(inventory_from, policy)
+            files, left_out = load_inventory(inventory_from, policy)
+            inventory = files
         except SourceError as exc:
             raise click.ClickException(f"--inventory-from: {exc}") from exc
         log.info(
             "inventory: %d objects from %s (%d documents left out)",
-            len(inventory),
+            len(files),
             ", ".join(inventory_from),
             left_out,
         )
@@ -162,8 +189,18 @@ def command(
     policies.on_reload.append(
         lambda new, _error: metrics.policy_reloaded(new is not None, new.sha256 if new else "")
     )
-    metrics.track_inventory(lambda: len(inventory), lambda: True)  # preloaded: complete from the start
     state = AppState(policies=policies, inventory=inventory, metrics=metrics, replica=replica)
+    if cluster is not None:
+        watched = cluster
+        metrics.track_inventory(lambda: len(watched.view), lambda: watched.synced)
+        # Until the first full list of every kind, cross-object rules would judge against a
+        # partial world: stay out of the Service's endpoints.
+        state.readiness.append(lambda: None if watched.synced else watched.sync_state.message)
+        watched.start()
+    else:
+        metrics.track_inventory(lambda: len(files), lambda: True)  # preloaded: complete from the start
+        if not inventory_from:
+            log.info("inventory: empty (no --inventory-from, --kubeconfig or in-cluster config)")
     if audit_log is not None or audit_stdout:
         audit = AuditLog(
             audit_log,
