@@ -338,6 +338,11 @@ class _Loader(yaml.CSafeLoader):  # type: ignore[misc,name-defined]
     """The C parser and composer with a memoised implicit-tag resolver (PyYAML resolves
     every plain scalar with regular expressions)."""
 
+    # No path resolvers are registered; C builtins taking the same arguments stand in for
+    # the two hooks the composer calls on every node, saving a Python call each.
+    descend_resolver = staticmethod(slice)
+    ascend_resolver = staticmethod(tuple)
+
     def resolve(self, kind: type[Node], value: str, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode:
             if not implicit[0]:

@@ -10,6 +10,7 @@ YAML, a bad policy or a usage error.
 from __future__ import annotations
 
 import difflib
+import gc
 import sys
 from typing import Any, TextIO
 
@@ -69,15 +70,21 @@ def command(
 
     report = Report(fail_on=fail_on, show_defaults=show_defaults)
     stats = SourceStats()
-    docs = list(
-        iter_documents(
-            paths,
-            stats=stats,
-            on_error=lambda e: report.errors.append(InputError(e.file, e.line, e.problem)),
+    # Reading and reviewing build many objects and free few: the cyclic collector would
+    # walk the growing heap over and over for nothing (about a tenth of the run).
+    gc.disable()
+    try:
+        docs = list(
+            iter_documents(
+                paths,
+                stats=stats,
+                on_error=lambda e: report.errors.append(InputError(e.file, e.line, e.problem)),
+            )
         )
-    )
+        decisions = review(policy, docs, mutate=show_defaults or fix)
+    finally:
+        gc.enable()
     report.files, report.not_objects = stats.files, len(stats.not_objects)
-    decisions = review(policy, docs, mutate=show_defaults or fix)
     for doc, decision in zip(docs, decisions, strict=True):
         report.objects.append(_result(doc, decision, show_defaults))
     if fix:

@@ -16,7 +16,6 @@ from webhook.report import Report, ReportFinding
 from webhook.sources import STDIN_NAME
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
-INFORMATION_URI = "https://github.com/meshwarden/meshwarden"
 _LEVELS = {
     Action.DENY: "error",
     Action.WARN: "warning",
@@ -36,7 +35,6 @@ def render(report: Report) -> str:
                 "name": "meshwarden",
                 "version": __version__,
                 "semanticVersion": __version__,
-                "informationUri": INFORMATION_URI,
                 "rules": [_descriptor(rule_id) for rule_id in rule_ids],
             }
         },
