@@ -7,13 +7,18 @@ servers learn that with some delay and keep sending reviews meanwhile. So:
 2. requests are still accepted and answered for `delay` seconds, while the endpoint
    removal propagates;
 3. then uvicorn stops accepting, lets in-flight requests finish, and the process exits 0.
+   A closing TLS connection waits for the peer's close_notify, which an idle pooled client
+   may never send; once no request has been in flight for `linger` seconds, connections
+   still open are dropped, so the exit does not wait for the grace period to run out.
 A second SIGTERM or SIGINT skips the rest of the delay; a SIGINT after that forces exit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -42,12 +47,14 @@ class GracefulServer(uvicorn.Server):
         draining: Draining,
         *,
         shutdown_delay: float = 0.0,
+        linger: float = 1.0,
         periodic: list[tuple[float, Callable[[], object]]] | None = None,
     ) -> None:
         super().__init__(config)
         if shutdown_delay < 0:
             raise ValueError(f"shutdown_delay must be >= 0, got {shutdown_delay}")
         self.shutdown_delay = shutdown_delay
+        self.linger = linger
         self.draining = draining
         self._exit_at: float | None = None
         # (interval seconds, function) run from the server's tick, in the event loop thread.
@@ -81,6 +88,29 @@ class GracefulServer(uvicorn.Server):
                 except Exception:  # a periodic check must never stop the server
                     log.exception("periodic check %s failed", getattr(fn, "__qualname__", fn))
         return await super().on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        watchdog = asyncio.ensure_future(self._drop_lingering())
+        try:
+            await super().shutdown(sockets)
+        finally:
+            watchdog.cancel()
+
+    async def _drop_lingering(self) -> None:
+        quiet_since: float | None = None
+        while True:
+            await asyncio.sleep(0.1)
+            if self.server_state.tasks:  # a request is being answered
+                quiet_since = None
+                continue
+            now = time.monotonic()
+            quiet_since = quiet_since if quiet_since is not None else now
+            if now - quiet_since >= self.linger:
+                for connection in list(self.server_state.connections):
+                    transport = getattr(connection, "transport", None)
+                    if transport is not None:
+                        transport.abort()
+                return
 
 
 def close_when_draining(app: ASGIApp, draining: Draining) -> ASGIApp:

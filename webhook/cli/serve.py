@@ -86,11 +86,11 @@ log = logging.getLogger("meshwarden")
 )
 @click.option(
     "--shutdown-delay",
-    default=5.0,
+    default=0.0,
     show_default=True,
     type=click.FloatRange(min=0),
     help="Seconds to keep serving after SIGTERM with /readyz failing, while the endpoint is "
-    "removed from the Service; in-flight requests are then drained.",
+    "removed from the Service (deploy/ sets 5); in-flight requests are then drained.",
 )
 @click.option(
     "--cert-check-interval",
