@@ -426,22 +426,36 @@ class _Builder:
             raise SourceError(
                 self.name, "aliases expand to too many nodes (a YAML bomb?); refusing to read", _line(node)
             )
+        # Plain string scalars, most of a manifest, are taken inline rather than through
+        # another call.
         if cls is SequenceNode:
             if node.tag != _SEQ:
                 raise self._tag(node)
-            return [self.build(child, depth + 1) for child in node.value]
+            return [
+                child.value
+                if child.__class__ is ScalarNode and child.tag == _STR
+                else self.build(child, depth + 1)
+                for child in node.value
+            ]
         if node.tag != _MAP:
             raise self._tag(node)
         out: dict[str, Any] = {}
         merges: list[Node] = []
         for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
+            key_tag = key_node.tag
+            if key_tag == _STR and key_node.__class__ is ScalarNode:
+                key = key_node.value
+            elif key_tag == _MERGE:
                 merges.append(value_node)
                 continue
-            key = self._key(key_node)
+            else:
+                key = self._key(key_node)
             if key in out:
                 raise SourceError(self.name, f"duplicate key {key!r}", _line(key_node))
-            out[key] = self.build(value_node, depth + 1)
+            if value_node.__class__ is ScalarNode and value_node.tag == _STR:
+                out[key] = value_node.value
+            else:
+                out[key] = self.build(value_node, depth + 1)
         return self._merge(merges, out, depth) if merges else out
 
     def _merge(self, merges: list[Node], own: dict[str, Any], depth: int) -> dict[str, Any]:
