@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -160,3 +161,116 @@ def ensure_dev_certs(directory: Path, names: list[str] | None = None) -> tuple[C
         return paths, False
     write_bundle(create_bundle(names or DEV_NAMES), directory)
     return paths, True
+
+
+# --- in-cluster: renewal decisions for the serving Secret ------------------------------
+#
+# `meshwarden certs --secret` keeps no CA key anywhere: each issuance makes a new CA and
+# a serving certificate, and the caBundle trusts the new CA together with the CA of the
+# certificate being replaced, so the API server accepts both while replicas reload.
+
+SECRET_KEYS = (CERT_FILE, KEY_FILE, CA_FILE)
+
+
+@dataclass(frozen=True)
+class SecretPlan:
+    """What the serving Secret and the caBundle should hold. `reason` is why a new
+    certificate is issued, or None when the stored one is kept."""
+
+    data: dict[str, bytes]
+    ca_bundle: bytes
+    reason: str | None
+
+
+def _certs_in(pem: bytes) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        return []
+
+
+def _pem(certs: list[x509.Certificate]) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def _issuer_of(leaf: x509.Certificate, candidates: list[x509.Certificate]) -> x509.Certificate | None:
+    for ca in candidates:
+        try:
+            leaf.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return ca
+    return None
+
+
+def _sans(cert: x509.Certificate) -> set[str]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {
+        *ext.get_values_for_type(x509.DNSName),
+        *(str(ip) for ip in ext.get_values_for_type(x509.IPAddress)),
+    }
+
+
+def renewal_reason(
+    data: dict[str, bytes] | None, names: list[str], renew_before: dt.timedelta, now: dt.datetime
+) -> str | None:
+    """Why the stored Secret data cannot go on serving `names`, or None when it can."""
+    if data is None:
+        return "no Secret yet"
+    missing = [k for k in SECRET_KEYS if not data.get(k)]
+    if missing:
+        return f"the Secret lacks {', '.join(missing)}"
+    try:
+        leaf = x509.load_pem_x509_certificate(data[CERT_FILE])
+        key = serialization.load_pem_private_key(data[KEY_FILE], password=None)
+    except (ValueError, TypeError):
+        return "the stored certificate or key does not parse"
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if key.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
+        return "the stored key is not the certificate's"
+    absent = [n for n in names if n not in _sans(leaf)]
+    if absent:
+        return f"the certificate does not name {', '.join(absent)}"
+    if _issuer_of(leaf, _certs_in(data[CA_FILE])) is None:
+        return "ca.crt does not hold the certificate's issuer"
+    if leaf.not_valid_after_utc - now <= renew_before:
+        return f"the certificate expires {leaf.not_valid_after_utc.isoformat()}"
+    return None
+
+
+def plan_secret(
+    data: dict[str, bytes] | None,
+    names: list[str],
+    *,
+    renew_before: dt.timedelta,
+    days: int,
+    now: dt.datetime | None = None,
+) -> SecretPlan:
+    """Keep the stored certificate, or issue a new one whose caBundle also trusts the CA of
+    the certificate it replaces (while that CA is valid)."""
+    now = now or dt.datetime.now(dt.UTC)
+    if days * dt.timedelta(days=1) <= renew_before:
+        raise ValueError(
+            f"a {days}-day certificate would be renewed at once (renew before {renew_before.days} days)"
+        )
+    reason = renewal_reason(data, names, renew_before, now)
+    if reason is None:
+        assert data is not None
+        return SecretPlan(dict(data), data[CA_FILE], None)
+    # The CA outlives its one certificate by the renewal window, so the old CA is still
+    # valid while the new certificate rolls out.
+    bundle = create_bundle(names, days=days, ca_days=days + max(renew_before.days, 1) + 1)
+    trusted = _certs_in(bundle.ca_cert)
+    if data and data.get(CERT_FILE) and data.get(CA_FILE):
+        try:
+            old_leaf = x509.load_pem_x509_certificate(data[CERT_FILE])
+        except ValueError:
+            old_leaf = None
+        old_ca = _issuer_of(old_leaf, _certs_in(data[CA_FILE])) if old_leaf else None
+        if old_ca is not None and old_ca.not_valid_after_utc > now:
+            trusted.append(old_ca)
+    ca_bundle = _pem(trusted)
+    return SecretPlan({CERT_FILE: bundle.cert, KEY_FILE: bundle.key, CA_FILE: ca_bundle}, ca_bundle, reason)
