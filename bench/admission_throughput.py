@@ -406,8 +406,8 @@ def _paired_ratio(row: Row, bare: Row, attr: str) -> float:
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--duration", type=float, default=10.0, help="seconds per measured wrk run (default 10)")
-    p.add_argument("--rounds", type=int, default=3, help="measured runs per server and scenario (default 3)")
+    p.add_argument("--duration", type=float, default=6.0, help="seconds per measured wrk run (default 6)")
+    p.add_argument("--rounds", type=int, default=5, help="measured runs per server and scenario (default 5)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of unmeasured load first (default 3)")
     p.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
