@@ -65,7 +65,9 @@ def test_embedded_default_loads_and_is_hashed() -> None:
         ("unknownTopLevel: 1", "unknownTopLevel: Extra inputs are not permitted"),
         ("apiVersion: v2", "apiVersion must be meshwarden.io/v1alpha1"),
         ("- a\n- b", "a policy is a mapping"),
-        ("rules: [", "not valid YAML"),
+        ("rules: [", "invalid YAML"),
+        ("x: " + "[" * 5000 + "]" * 5000, "nested deeper than 128 levels"),
+        ("a: 1\n---\nb: 2", "holds more than one YAML document"),
     ],
 )
 def test_invalid_policies_are_refused_with_the_field_named(text: str, expected: str) -> None:

@@ -249,3 +249,30 @@ def test_unknown_policy_refuses_to_start(tmp_path: Path) -> None:
     bad.write_text("rules: {nope: {}}\n")
     with pytest.raises(RuntimeError, match="unknown rule id"), serve(tmp_path, "--policy", str(bad)):
         pass
+
+
+def test_deep_nesting_is_refused_and_the_server_survives(client: httpx.Client) -> None:
+    # The C YAML composer recurses per level: a deeply nested mesh config must be refused
+    # before it, not crash the process.
+    mesh = "[" * 30000 + "]" * 30000
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "istio", "namespace": "istio-system"},
+        "data": {"mesh": mesh},
+    }
+    resp = post(client, "/validate", review(cm)).json()["response"]
+    assert resp["allowed"] is False
+    assert (
+        "[istio-schema] data.mesh: mesh config is not usable YAML: nested deeper than"
+        in resp["status"]["message"]
+    )
+    deep_json = (
+        b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u", "object": '
+        + b"[" * 20000
+        + b"]" * 20000
+        + b"}}"
+    )
+    r = client.post("/validate", content=deep_json)
+    assert r.status_code == 400 and "nested too deeply" in r.json()["error"]
+    assert client.get("/healthz").status_code == 200

@@ -47,6 +47,8 @@ def parse_review(body: bytes) -> AdmissionRequest:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ReviewError(400, f"request body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise ReviewError(400, "request body is nested too deeply to be an AdmissionReview") from None
     if not isinstance(doc, dict):
         raise ReviewError(400, "request body must be a JSON object (an AdmissionReview)")
     if doc.get("kind") != KIND or doc.get("apiVersion") != API_VERSION:

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from webhook.findings import Finding, Path
 from webhook.models import SPEC_MODELS, IstioModel, MeshConfig
+from webhook.sources import SourceError, load_yaml
 
 NETWORKING_GROUP = "networking.istio.io"
 NETWORKING_VERSIONS = frozenset({"v1alpha3", "v1beta1", "v1"})
@@ -22,8 +22,6 @@ ISTIO_OPERATOR = "IstioOperator"
 SCHEMA_RULE = "istio-schema"
 
 ResourceKey = tuple[str, str, str]  # kind, namespace, name
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +104,10 @@ def parse(raw: Mapping[str, Any], kind: str) -> Resource | list[Finding]:
         if not isinstance(text, str):
             return [Finding(SCHEMA_RULE, path, "mesh config must be a YAML string")]
         try:
-            mesh = yaml.load(text, Loader=_Loader) if text.strip() else {}
-        except yaml.YAMLError as exc:
-            return [Finding(SCHEMA_RULE, path, f"mesh config is not valid YAML: {_yaml_problem(exc)}")]
+            mesh = load_yaml("mesh config", text) if text.strip() else {}
+        except SourceError as exc:
+            where = f" (line {exc.line})" if exc.line is not None else ""
+            return [Finding(SCHEMA_RULE, path, f"mesh config is not usable YAML: {exc.problem}{where}")]
         return _build(MeshConfig, mesh or {}, path, kind, namespace, name, api_version, annotations)
     if kind == ISTIO_OPERATOR:
         spec = raw.get("spec") or {}
@@ -169,9 +168,3 @@ def _type_name(value: Any) -> str:
         list: "list",
         dict: "object",
     }.get(type(value), type(value).__name__)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    return f"{problem} (line {mark.line + 1})" if mark is not None else str(problem)

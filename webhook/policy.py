@@ -18,13 +18,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from webhook import durations
 from webhook.findings import Action
 from webhook.registry import DEFAULTERS, RULES, load_all
+from webhook.sources import SourceError, load_yaml
 
 
 class EnforcementPoint(StrEnum):
@@ -209,9 +209,11 @@ def load(path: str | Path | None = None) -> Policy:
 def parse(data: bytes, *, source: str) -> Policy:
     load_all()
     try:
-        doc = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{source}: not valid YAML: {exc}") from exc
+        doc = load_yaml(source, data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{source}: not UTF-8 text: {exc}") from exc
+    except SourceError as exc:
+        raise PolicyError(str(exc)) from exc
     if doc is None:
         doc = {}
     if not isinstance(doc, Mapping):

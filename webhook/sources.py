@@ -209,6 +209,16 @@ def read_text(
     return docs
 
 
+def load_yaml(name: str, text: str, limits: Limits = LIMITS) -> Any:
+    """One YAML document (not necessarily a Kubernetes object) as plain data, with the
+    guards manifests get: nesting depth, alias budget, duplicate keys. For YAML that
+    arrives inside other input: the mesh config string, the policy file."""
+    docs = _SourceText(name, text, limits).documents()
+    if len(docs) > 1:
+        raise SourceError(name, "holds more than one YAML document")
+    return docs[0][1] if docs else None
+
+
 def compose_text(name: str, text: str, limits: Limits = LIMITS) -> list[Node]:
     _check_nesting(name, text, limits)
     return _SourceText(name, text, limits).roots()
