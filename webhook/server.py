@@ -194,7 +194,7 @@ def _request_part(body: bytes) -> dict[str, Any] | None:
     # who asked for what; only this error path parses the body a second time.
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     req = doc.get("request") if isinstance(doc, dict) else None
     return req if isinstance(req, dict) else None
