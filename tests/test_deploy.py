@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from webhook.certs import service_names
-from webhook.cli import main as cli_main
+from webhook.cli.certs import command as certs_command
+from webhook.cli.serve import command as serve_command
 from webhook.cluster import kinds_in_scope
 from webhook.objects import ISTIO_OPERATOR, MESH_CONFIG, NETWORKING_GROUP, NETWORKING_VERSIONS
 from webhook.policy import load as load_policy
@@ -119,7 +120,7 @@ def _webhooks(objs: list[Obj]) -> Iterator[tuple[str, Obj]]:
 
 
 def _serve_params(args: list[str]) -> dict[str, Any]:
-    return cli_main.commands["serve"].make_context("serve", list(args)).params
+    return serve_command.make_context("serve", list(args)).params
 
 
 def _server(objs: list[Obj]) -> Obj:
@@ -502,7 +503,7 @@ def test_certificate_jobs_run_meshwarden_certs_for_this_deployment(base: list[Ob
         assert spec["serviceAccountName"] == "meshwarden-certs", name
         (container,) = spec["containers"]
         assert container["command"] == ["meshwarden", "certs"]
-        params = cli_main.commands["certs"].make_context("certs", list(container["args"])).params
+        params = certs_command.make_context("certs", list(container["args"])).params
         assert params["namespace"] == NAMESPACE and params["service"] == SERVICE
         assert params["secret"] == "meshwarden-tls"
         assert list(params["webhook_config"]) == [vwc]

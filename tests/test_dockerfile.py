@@ -17,6 +17,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from webhook.cli import main as cli_main
+from webhook.cli.serve import command as serve_command
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -143,18 +144,17 @@ def test_entrypoint_is_meshwarden_serve(final: Stage) -> None:
     entrypoint = json.loads(final.all("ENTRYPOINT")[-1])
     assert entrypoint == ["meshwarden", "serve"], "exec form, so SIGTERM reaches the server"
     assert _project()["scripts"]["meshwarden"] == "webhook.cli:main"
-    assert "serve" in cli_main.commands
+    assert cli_main.get_command(click.Context(cli_main), "serve") is serve_command
 
 
 def test_default_arguments_are_options_of_serve(final: Stage) -> None:
     args = json.loads(final.all("CMD")[-1])
-    serve = cli_main.commands["serve"]
-    ctx = serve.make_context("serve", list(args), resilient_parsing=False)
+    ctx = serve_command.make_context("serve", list(args), resilient_parsing=False)
     assert ctx.params["host"] == "0.0.0.0"
     assert str(ctx.params["cert_dir"]) == "/etc/meshwarden/tls"
     # The check is only as good as the parser's refusal of options serve does not have.
     with pytest.raises(click.NoSuchOption):
-        serve.make_context("serve", [*args, "--no-such-option"])
+        serve_command.make_context("serve", [*args, "--no-such-option"])
 
 
 def test_no_healthcheck(final: Stage, stages: list[Stage]) -> None:
