@@ -90,6 +90,22 @@ class _AllowList:
         return host in self.hosts or (host, port) in self.pairs
 
 
+# Parsed allow-lists by the Params object they came from: a policy's params live as long as
+# the policy, and parsing them on every review cost more than the lookups they serve.
+_ALLOW_LISTS: dict[int, tuple[Params, _AllowList]] = {}
+
+
+def _allow_list(params: Params) -> _AllowList:
+    hit = _ALLOW_LISTS.get(id(params))
+    if hit is not None and hit[0] is params:
+        return hit[1]
+    if len(_ALLOW_LISTS) >= 8:  # policies replaced by reloads
+        _ALLOW_LISTS.clear()
+    allow = _AllowList.of(params)
+    _ALLOW_LISTS[id(params)] = (params, allow)
+    return allow
+
+
 @rule(
     id=RULE_ID,
     title="Traffic to MESH_EXTERNAL services must leave the mesh encrypted (TLS origination)",
@@ -105,7 +121,7 @@ class _AllowList:
 def check(ctx: Context) -> Iterator[Finding]:
     params = ctx.params
     assert isinstance(params, Params)
-    allow = _AllowList.of(params)
+    allow = _allow_list(params)
     spec = ctx.resource.spec
     if isinstance(spec, ServiceEntry):
         if ctx.operation != "DELETE":

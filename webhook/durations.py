@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -24,8 +25,10 @@ class DurationError(ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(text: str) -> int:
-    """Nanoseconds in `text`; DurationError if it is not a duration."""
+    """Nanoseconds in `text`; DurationError if it is not a duration. Cached: the same few
+    values ("10s", "30s") recur in every object."""
     if not isinstance(text, str) or not text:
         raise DurationError(f"invalid duration {text!r}")
     s = text

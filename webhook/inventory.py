@@ -192,6 +192,8 @@ class MemoryInventory:
 class Overlay:
     """`base` as it would be with `add` in place of the object `remove` names."""
 
+    __slots__ = ("_add", "_add_hosts", "_base", "_domain", "_hide")
+
     def __init__(
         self,
         base: InventoryView,
@@ -203,7 +205,8 @@ class Overlay:
         self._base = base
         self._add = add
         self._hide = {k for k in (remove, add.key if add else None) if k is not None}
-        self._add_hosts = hosts_of(add, domain) if add else ()
+        self._domain = domain
+        self._add_hosts: tuple[str, ...] | None = None  # computed on the first host lookup
 
     def get(self, key: ResourceKey) -> Resource | None:
         if self._add is not None and key == self._add.key:
@@ -218,12 +221,12 @@ class Overlay:
 
     def matching(self, kind: str, host: str) -> list[Resource]:
         out = [r for r in self._base.matching(kind, host) if r.key not in self._hide]
-        if (
-            self._add is not None
-            and self._add.kind == kind
-            and any(H.matches(h, host.lower()) for h in self._add_hosts)
-        ):
-            out.append(self._add)
+        add = self._add
+        if add is not None and add.kind == kind:
+            if self._add_hosts is None:
+                self._add_hosts = hosts_of(add, self._domain)
+            if any(H.matches(h, host.lower()) for h in self._add_hosts):
+                out.append(add)
         return out
 
 
