@@ -70,6 +70,10 @@ class WrkResult:
     p99_ms: float
     requests: int
     errors: int  # socket errors plus non-2xx answers
+    # The server's own CPU time per request, and the share of the run it was busy: on a
+    # shared machine these say whether the server or something else set the pace.
+    server_cpu_us: float = 0.0
+    server_busy: float = 0.0
 
     @property
     def valid(self) -> bool:
@@ -102,6 +106,11 @@ class Server:
 
     def url(self, path: str) -> str:
         return f"https://127.0.0.1:{self.port}{path}"
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def http_stack(self) -> str:
         """The event loop and HTTP parser the process actually loaded (from its memory map)."""
@@ -219,6 +228,17 @@ def _wrk(url: str, body_file: Path, args: argparse.Namespace, seconds: float, cp
     return parse_wrk(done.stdout)
 
 
+def _measure(
+    server: Server, path: str, body_file: Path, args: argparse.Namespace, cpus: str | None
+) -> WrkResult:
+    cpu, wall = server.cpu_seconds(), time.monotonic()
+    result = _wrk(server.url(path), body_file, args, args.duration, cpus)
+    cpu, wall = server.cpu_seconds() - cpu, time.monotonic() - wall
+    result.server_cpu_us = cpu / max(result.requests, 1) * 1e6
+    result.server_busy = cpu / wall
+    return result
+
+
 # --- the run ------------------------------------------------------------------------------
 
 
@@ -312,13 +332,12 @@ def run(args: argparse.Namespace) -> int:
             order = ("bare", "meshwarden") if i % 2 == 0 else ("meshwarden", "bare")
             for s in scenarios:
                 for name in order:
-                    result = _wrk(
-                        servers[name].url(s.path), bodies[s.review][0], args, args.duration, wrk_cpus
-                    )
+                    result = _measure(servers[name], s.path, bodies[s.review][0], args, wrk_cpus)
                     rows[(s.name, name)].runs.append(result)
                     print(
                         f"  round {i + 1} {s.name:<24} {name:<10} {result.requests_per_second:9.1f} req/s "
-                        f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
+                        f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
+                        f"server {result.server_cpu_us:6.0f} us cpu/request, busy {result.server_busy:4.0%}"
                         + ("" if result.valid else f"  ({result.errors} errors)"),
                         flush=True,
                     )
@@ -334,9 +353,11 @@ def _report(scenarios: list[Scenario], rows: dict[tuple[str, str], Row], args: a
     print()
     print(f"medians over {args.rounds} rounds of {args.duration:g}s, {args.connections} connections")
     print("ratios: median over the rounds of meshwarden / bare, each pair measured back to back")
+    print("cpu/req: the server's CPU time per request; cpu ratio: bare's over meshwarden's, the req/s")
+    print("ratio a server-bound run would show (a check on the wrk figures, not the target)")
     header = (
-        f"{'scenario':<24} {'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'rps ratio':>9} {'p99 ratio':>9}"
+        f"{'scenario':<24} {'server':<10} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'rps ratio':>9} {'p99 ratio':>9} {'cpu/req':>8} {'busy':>5} {'cpu ratio':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -348,6 +369,8 @@ def _report(scenarios: list[Scenario], rows: dict[tuple[str, str], Row], args: a
             rps, p50, p99 = row.median("requests_per_second"), row.median("p50_ms"), row.median("p99_ms")
             rps_ratio = _paired_ratio(row, bare, "requests_per_second")
             p99_ratio = _paired_ratio(row, bare, "p99_ms")
+            cpu_us, busy = row.median("server_cpu_us"), row.median("server_busy")
+            cpu_ratio = 1 / _paired_ratio(row, bare, "server_cpu_us")
             verdict = ""
             if row is mw:
                 met = rps_ratio >= THROUGHPUT_TARGET and p99_ratio <= P99_TARGET
@@ -358,8 +381,8 @@ def _report(scenarios: list[Scenario], rows: dict[tuple[str, str], Row], args: a
                 ok = False
                 verdict += f"  ({invalid} runs with errors)"
             print(
-                f"{s.name:<24} {row.server:<10} {rps:9.1f} {p50:8.2f} {p99:8.2f}"
-                f" {rps_ratio:9.2f} {p99_ratio:9.2f}{verdict}"
+                f"{s.name:<24} {row.server:<10} {rps:8.0f} {p50:7.2f} {p99:7.2f}"
+                f" {rps_ratio:9.2f} {p99_ratio:9.2f} {cpu_us:6.0f}us {busy:5.0%} {cpu_ratio:9.2f}{verdict}"
             )
             summary.append(
                 {
@@ -370,6 +393,9 @@ def _report(scenarios: list[Scenario], rows: dict[tuple[str, str], Row], args: a
                     "p99_ms": p99,
                     "rps_ratio": rps_ratio,
                     "p99_ratio": p99_ratio,
+                    "server_cpu_us": cpu_us,
+                    "server_busy": busy,
+                    "cpu_ratio": cpu_ratio,
                     "runs": [asdict(r) for r in row.runs],
                 }
             )
