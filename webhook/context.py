@@ -13,7 +13,9 @@ from webhook.objects import Resource
 from webhook.policy import MeshSettings
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass pays object.__setattr__ per field, and the engine makes
+# one Context per rule on every request. Rules treat it as read-only.
+@dataclass(slots=True)
 class Context:
     """`resource` is the object under review; on DELETE it is the object being deleted
     (most rules have nothing to say then; a rule that guards other objects compares

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from jsonpointer import JsonPointer
-
 from webhook.findings import Path
 from webhook.registry import Change
 
@@ -71,4 +69,5 @@ def _nest(rest: Path, value: Any, owned: set[int], fresh: set[int]) -> Any:
 
 
 def _pointer(path: Path) -> str:
-    return JsonPointer.from_parts([str(p) for p in path]).path
+    # RFC 6901: "~" -> "~0", then "/" -> "~1" (jsonpointer's from_parts costs 5x more).
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
