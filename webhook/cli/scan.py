@@ -38,42 +38,13 @@ FORMATS = ("text", "json", "sarif", "junit")
 _LIST_ATTEMPTS = 3  # a paged list whose token expires is started again
 
 
-@dataclass(frozen=True, slots=True)
-class ScanFinding:
-    kind: str
-    namespace: str
-    name: str
-    rule: str
-    action: Action
-    path: str
-    message: str
-    fix: str = ""
-    note: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "kind": self.kind,
-            "namespace": self.namespace,
-            "name": self.name,
-            "rule": self.rule,
-            "action": str(self.action),
-            "path": self.path,
-            "message": self.message,
-        }
-        if self.fix:
-            out["fix"] = self.fix
-        if self.note:
-            out["note"] = self.note
-        return out
-
-
 @dataclass
 class ScanResult:
     cluster: str
     objects: int = 0
     statuses: Counter[str] = field(default_factory=Counter)  # reviewed / skipped / exempt
     reviewed: list[tuple[str, str, str, str]] = field(default_factory=list)  # kind, ns, name, status
-    findings: list[ScanFinding] = field(default_factory=list)
+    findings: list[ReportFinding] = field(default_factory=list)
     expired: list[Exception_] = field(default_factory=list)
     not_served: list[str] = field(default_factory=list)  # resources the cluster does not serve
     errors: list[str] = field(default_factory=list)
@@ -168,7 +139,11 @@ def scan(
             f = outcome.finding
             note = outcome.note or _expired_note(result.expired, f.rule, decision.namespace, decision.name)
             result.findings.append(
-                ScanFinding(
+                ReportFinding(
+                    # A live object has no file: it is placed under its namespace.
+                    _location(decision.namespace),
+                    1,
+                    1,
                     decision.kind,
                     decision.namespace,
                     decision.name,
@@ -209,9 +184,7 @@ def to_report(result: ScanResult) -> Report:
             _location(namespace), 1, kind, namespace, name, status
         )
     for f in result.findings:
-        obj = objects[(f.kind, f.namespace, f.name)]
-        where = (obj.file, 1, 1, f.kind, f.namespace, f.name)
-        obj.findings.append(ReportFinding(*where, f.rule, f.action, f.path, f.message, f.fix, f.note))
+        objects[(f.kind, f.namespace, f.name)].findings.append(f)
     report.objects = list(objects.values())
     report.files = len({o.file for o in report.objects})
     report.errors = [InputError(result.cluster, None, e) for e in result.errors]
@@ -222,10 +195,15 @@ def _location(namespace: str) -> str:
     return f"namespaces/{namespace}"
 
 
+def _without_location(finding: dict[str, Any]) -> dict[str, Any]:
+    # scan's own JSON names objects, not places in files.
+    return {k: v for k, v in finding.items() if k not in ("file", "line", "column")}
+
+
 def render_json(result: ScanResult) -> str:
     doc = {
         "summary": result.summary(),
-        "findings": [f.to_dict() for f in result.findings],
+        "findings": [_without_location(f.to_dict()) for f in result.findings],
         "expiredExceptions": [_exception_dict(e) for e in result.expired],
         "errors": result.errors,
     }
