@@ -40,7 +40,7 @@ from webhook.models import (
     TrafficPolicy,
     VirtualService,
 )
-from webhook.objects import Resource
+from webhook.objects import Resource, ResourceKey
 from webhook.policy import MeshSettings
 
 MESH = "mesh"
@@ -59,6 +59,52 @@ _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 def dump_yaml(*docs: Any) -> str:
     """Ready-to-apply YAML for a fix (the C emitter when present: fixes are built per denial)."""
     return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False).rstrip()
+
+
+# --- lookups within one review ------------------------------------------------------------
+
+
+class ReviewView:
+    """An InventoryView that remembers its host lookups for the length of one review.
+
+    A rule asks the same (kind, host) several times while it follows routes port by port;
+    the answers cannot change within a review. `shared` holds the answers for the kinds the
+    change under review does not touch, which are the same before and after it, so both
+    views of a review can use them. Never kept past the review: the inventory changes.
+    Callers must not mutate the lists returned.
+    """
+
+    __slots__ = ("_inv", "_kind", "_own", "_shared")
+
+    def __init__(
+        self, inv: InventoryView, changed_kind: str, shared: dict[tuple[str, str], list[Resource]]
+    ) -> None:
+        self._inv = inv
+        self._kind = changed_kind
+        self._own: dict[tuple[str, str], list[Resource]] = {}
+        self._shared = shared
+
+    def get(self, key: ResourceKey) -> Resource | None:
+        return self._inv.get(key)
+
+    def of_kind(self, kind: str) -> list[Resource]:
+        return self._inv.of_kind(kind)
+
+    def matching(self, kind: str, host: str) -> list[Resource]:
+        memo = self._own if kind == self._kind else self._shared
+        key = (kind, host)
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = self._inv.matching(kind, host)
+        return found
+
+
+def review_views(
+    after: InventoryView, before: InventoryView, changed_kind: str
+) -> tuple[ReviewView, ReviewView]:
+    """Memoising views of the world after and before a change to an object of `changed_kind`."""
+    shared: dict[tuple[str, str], list[Resource]] = {}
+    return ReviewView(after, changed_kind, shared), ReviewView(before, changed_kind, shared)
 
 
 # --- visibility --------------------------------------------------------------------------

@@ -123,13 +123,16 @@ def check(ctx: Context) -> Iterator[Finding]:
     assert isinstance(params, Params)
     allow = _allow_list(params)
     spec = ctx.resource.spec
+    if isinstance(spec, ServiceEntry) and ctx.operation == "DELETE":
+        return
+    # The same hosts are looked up again port by port, and before and after the change.
+    after, before = R.review_views(ctx.inventory, ctx.before, ctx.resource.kind)
     if isinstance(spec, ServiceEntry):
-        if ctx.operation != "DELETE":
-            yield from _check_service_entry(ctx, spec, allow)
+        yield from _check_service_entry(ctx, after, spec, allow)
     elif isinstance(spec, DestinationRule):
-        yield from _check_destination_rule(ctx, spec, allow)
+        yield from _check_destination_rule(ctx, after, before, spec, allow)
     elif isinstance(spec, VirtualService):
-        yield from _check_virtual_service(ctx, spec, allow)
+        yield from _check_virtual_service(ctx, after, before, spec, allow)
 
 
 # --- per-port verdict --------------------------------------------------------------------
@@ -330,7 +333,9 @@ def _exempt(spec: ServiceEntry, host: str, port: int, allow: _AllowList) -> bool
 # --- ServiceEntry ------------------------------------------------------------------------
 
 
-def _check_service_entry(ctx: Context, spec: ServiceEntry, allow: _AllowList) -> Iterator[Finding]:
+def _check_service_entry(
+    ctx: Context, inv: InventoryView, spec: ServiceEntry, allow: _AllowList
+) -> Iterator[Finding]:
     if not spec.is_mesh_external or R.export_scope(ctx.resource) == frozenset():
         return
     res = ctx.resource
@@ -340,7 +345,7 @@ def _check_service_entry(ctx: Context, spec: ServiceEntry, allow: _AllowList) ->
         for j, port in enumerate(spec.ports):
             if port.number is None:
                 continue
-            verdict = _port_verdict(ctx.inventory, ctx.mesh, allow, res, host, port)
+            verdict = _port_verdict(inv, ctx.mesh, allow, res, host, port)
             for warning in verdict.warnings:
                 yield Finding(RULE_ID, ("spec", "ports", j), warning, _VERIFY_FIX, level="warn")
             if not verdict.ok:
@@ -438,14 +443,16 @@ def _external_ports(
     return out
 
 
-def _check_destination_rule(ctx: Context, spec: DestinationRule, allow: _AllowList) -> Iterator[Finding]:
+def _check_destination_rule(
+    ctx: Context, after: InventoryView, before: InventoryView, spec: DestinationRule, allow: _AllowList
+) -> Iterator[Finding]:
     res, mesh = ctx.resource, ctx.mesh
     host = R.dr_host(res, mesh.cluster_domain)
     if not host:
         return
     reported: set[_ExternalPort] = set()
     if ctx.operation != "DELETE":
-        externals = _external_ports(ctx.inventory, allow, host, covered=True)
+        externals = _external_ports(after, allow, host, covered=True)
         for path, tls, block_port, block_subset in R.tls_blocks(res):
             hit = sorted(k for k in externals if R.block_applies(res, block_port, block_subset, k.number))
             if not hit:
@@ -473,43 +480,50 @@ def _check_destination_rule(ctx: Context, spec: DestinationRule, allow: _AllowLi
                         _VERIFY_FIX,
                         level="warn",
                     )
-    yield from _turned_plaintext(ctx, [host], ("spec", "host"), reported, allow)
+    yield from _turned_plaintext(ctx, after, before, [host], ("spec", "host"), reported, allow)
 
 
-def _check_virtual_service(ctx: Context, spec: VirtualService, allow: _AllowList) -> Iterator[Finding]:
+def _check_virtual_service(
+    ctx: Context, after: InventoryView, before: InventoryView, spec: VirtualService, allow: _AllowList
+) -> Iterator[Finding]:
     res, mesh = ctx.resource, ctx.mesh
     domain = mesh.cluster_domain
     hosts = [H.resolve(h, res.namespace, domain) for h in spec.hosts]
-    for _, dests in R.gateway_route_dests(ctx.inventory, res, R.MESH_KEY, domain):
+    for _, dests in R.gateway_route_dests(after, res, R.MESH_KEY, domain):
         hosts.extend(d.host for d in dests if not R.is_egress_gateway_host(mesh, d.host))
-    yield from _turned_plaintext(ctx, hosts, ("spec", "hosts"), set(), allow)
+    yield from _turned_plaintext(ctx, after, before, hosts, ("spec", "hosts"), set(), allow)
 
 
 def _turned_plaintext(
-    ctx: Context, hosts: list[str], path: Path, reported: set[_ExternalPort], allow: _AllowList
+    ctx: Context,
+    after: InventoryView,
+    before: InventoryView,
+    hosts: list[str],
+    path: Path,
+    reported: set[_ExternalPort],
+    allow: _AllowList,
 ) -> Iterator[Finding]:
     """Findings for ServiceEntry ports that originate TLS without the change under review
-    (`ctx.before`) and not with it (`ctx.inventory`)."""
+    (`before`) and not with it (`after`)."""
     ports: dict[_ExternalPort, tuple[Resource, ServicePort]] = {}
     for host in dict.fromkeys(hosts):
-        ports.update(_external_ports(ctx.inventory, allow, host, covered=False))
+        ports.update(_external_ports(after, allow, host, covered=False))
     action = {"CREATE": "creating", "UPDATE": "this change to", "DELETE": "deleting"}.get(ctx.operation, "")
     who = f"{action} {ctx.resource.kind} {_name(ctx.resource)}"
     for key in sorted(ports):
         if key in reported:
             continue
         se, port = ports[key]
-        after = _port_verdict(ctx.inventory, ctx.mesh, allow, se, key.host, port)
-        if after.ok:
+        now = _port_verdict(after, ctx.mesh, allow, se, key.host, port)
+        if now.ok:
             continue
-        before = _port_verdict(ctx.before, ctx.mesh, allow, se, key.host, port)
-        if not before.ok:
+        if not _port_verdict(before, ctx.mesh, allow, se, key.host, port).ok:
             continue  # already without origination: reported on the ServiceEntry
         yield Finding(
             RULE_ID,
             path,
             f"{who} removes TLS origination from {key.host}:{key.number} ({_protocol(port)}) of ServiceEntry "
-            f"{_name(se)}: " + "; ".join(after.problems),
+            f"{_name(se)}: " + "; ".join(now.problems),
             f"Keep a DestinationRule on the lookup path originating TLS (SIMPLE or MUTUAL) for "
             f"{key.host}:{key.number}, or a route that ends at a host:port that does, before making this "
             "change.",
