@@ -466,22 +466,45 @@ def gateway_route_dests(
 ) -> list[tuple[Path, list[RouteDest]]]:
     """Every route of a VirtualService that applies to `gateway` on any port, with where it
     sends traffic: (route path, destinations)."""
+    out: list[tuple[Path, list[RouteDest]]] = []
+    for at, route in _gateway_routes(res, gateway):
+        targets = _http_targets(inv, res, route, at) if at[1] == "http" else _targets(res, route.route, at)
+        out.append((at, [_dest(owner, d, path, domain) for owner, d, path in targets]))
+    return out
+
+
+def gateway_route_hosts(inv: InventoryView, res: Resource, gateway: GatewayKey, domain: str) -> set[str]:
+    """The hosts (resolved) that the routes of `gateway_route_dests` send traffic to, for
+    callers that need no more: it builds no destination records."""
+    ns = res.namespace
+    names: set[tuple[str, str]] = set()
+    for at, route in _gateway_routes(res, gateway):
+        if at[1] == "http" and (route.mirror is not None or route.mirrors or route.delegate is not None):
+            names.update(
+                (owner.namespace, d.host or "") for owner, d, _ in _http_targets(inv, res, route, at)
+            )
+            continue
+        for rd in route.route:  # what `_targets` yields, without the paths
+            d = rd.destination
+            if d is not None and d.host:
+                names.add((ns, d.host))
+    return {H.resolve(host, owner_ns, domain) for owner_ns, host in names}
+
+
+def _gateway_routes(res: Resource, gateway: GatewayKey) -> Iterator[tuple[Path, Any]]:
+    """(path, route) of each http, tls and tcp route of a VirtualService that applies to `gateway`."""
     vs = _vs(res)
     top = top_gateways(res)
+    top_binds = gateway in top
     ns = res.namespace
-    out: list[tuple[Path, list[RouteDest]]] = []
-    for i, route in enumerate(vs.http):
-        if (not route.match and gateway in top) or any(
-            gateway in _match_gateways(m.gateways, top, ns) for m in route.match
-        ):
-            out.append((("spec", "http", i), _http_dests(inv, res, route, ("spec", "http", i), domain)))
-    for kind, routes in (("tls", vs.tls), ("tcp", vs.tcp)):
-        for i, l4 in enumerate(routes):
-            if (not l4.match and gateway in top) or any(
-                gateway in _match_gateways(m.gateways, top, ns) for m in l4.match
-            ):
-                out.append(((("spec", kind, i)), _dests(res, l4.route, ("spec", kind, i), domain)))
-    return out
+    for kind, routes in (("http", vs.http), ("tls", vs.tls), ("tcp", vs.tcp)):
+        for i, route in enumerate(routes):
+            if route.match:
+                applies = any(gateway in _match_gateways(m.gateways, top, ns) for m in route.match)
+            else:
+                applies = top_binds
+            if applies:
+                yield ("spec", kind, i), route
 
 
 @dataclass(frozen=True, slots=True)
@@ -608,12 +631,15 @@ def _l4_applies(
 
 
 def _dests(res: Resource, route: list, at: Path, domain: str) -> list[RouteDest]:
-    out = []
+    return [_dest(owner, d, path, domain) for owner, d, path in _targets(res, route, at)]
+
+
+def _targets(res: Resource, route: list, at: Path) -> Iterator[tuple[Resource, Destination, Path]]:
+    """(VirtualService, destination, its path) of each destination of a route list."""
     for j, rd in enumerate(route):
         d = rd.destination
         if d is not None and d.host:
-            out.append(_dest(res, d, (*at, "route", j, "destination"), domain))
-    return out
+            yield res, d, (*at, "route", j, "destination")
 
 
 def _dest(res: Resource, d: Destination, path: Path, domain: str) -> RouteDest:
@@ -629,9 +655,17 @@ def _dest(res: Resource, d: Destination, path: Path, domain: str) -> RouteDest:
 def _http_dests(
     inv: InventoryView, res: Resource, route: HTTPRoute, at: Path, domain: str
 ) -> list[RouteDest]:
-    out = _dests(res, route.route, at, domain)
+    return [_dest(owner, d, path, domain) for owner, d, path in _http_targets(inv, res, route, at)]
+
+
+def _http_targets(
+    inv: InventoryView, res: Resource, route: HTTPRoute, at: Path
+) -> Iterator[tuple[Resource, Destination, Path]]:
+    """The destinations of an http route: its own, its mirrors, and those of the
+    VirtualService it delegates to."""
+    yield from _targets(res, route.route, at)
     if route.mirror is not None and route.mirror.host:
-        out.append(_dest(res, route.mirror, (*at, "mirror"), domain))
+        yield res, route.mirror, (*at, "mirror")
     for k, mirror in enumerate(route.mirrors or []):
         raw = mirror.get("destination") if isinstance(mirror, dict) else None
         if isinstance(raw, dict) and isinstance(raw.get("host"), str):
@@ -639,13 +673,12 @@ def _http_dests(
                 d = Destination.model_validate(raw)
             except ValidationError:
                 continue  # malformed: istio-schema reports it
-            out.append(_dest(res, d, (*at, "mirrors", k, "destination"), domain))
+            yield res, d, (*at, "mirrors", k, "destination")
     if route.delegate is not None and route.delegate.name:
         target = inv.get(("VirtualService", route.delegate.namespace or res.namespace, route.delegate.name))
         if target is not None:
             for i, sub in enumerate(_vs(target).http):
-                out.extend(_dests(target, sub.route, ("spec", "http", i), domain))
-    return out
+                yield from _targets(target, sub.route, ("spec", "http", i))
 
 
 def destination_port(inv: InventoryView, dest: RouteDest, listener_port: int) -> int:

@@ -489,8 +489,8 @@ def _check_virtual_service(
     res, mesh = ctx.resource, ctx.mesh
     domain = mesh.cluster_domain
     hosts = [H.resolve(h, res.namespace, domain) for h in spec.hosts]
-    for _, dests in R.gateway_route_dests(after, res, R.MESH_KEY, domain):
-        hosts.extend(d.host for d in dests if not R.is_egress_gateway_host(mesh, d.host))
+    routed = R.gateway_route_hosts(after, res, R.MESH_KEY, domain)
+    hosts.extend(sorted(h for h in routed if not R.is_egress_gateway_host(mesh, h)))
     yield from _turned_plaintext(ctx, after, before, hosts, ("spec", "hosts"), set(), allow)
 
 
