@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -138,9 +138,9 @@ def check(ctx: Context) -> Iterator[Finding]:
 # --- per-port verdict --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, order=True)
-class _Hop:
-    """A host:port the traffic leaves a proxy for, and how it got there."""
+class _Hop(NamedTuple):
+    """A host:port the traffic leaves a proxy for, and how it got there (a tuple: built
+    per route destination, ordered field by field)."""
 
     host: str
     port: int
@@ -220,8 +220,6 @@ def _port_verdict(
 def _judge_hop(
     inv: InventoryView, mesh: MeshSettings, allow: _AllowList, hop: _Hop, verdict: _Verdict
 ) -> None:
-    target = f"{hop.host}:{hop.port}" + (f" (subset {hop.subset})" if hop.subset else "")
-    lead = f"{hop.via} sends it to {target}, where " if hop.via else ""
     entries = R.service_entries_for(inv, hop.host)
     if hop.via and entries:
         se_spec = entries[0].spec
@@ -244,23 +242,32 @@ def _judge_hop(
         else:
             why = f"no DestinationRule for {hop.host} exists"
             verdict.no_rule_yet = verdict.no_rule_yet or not hop.via
-        verdict.problems.append(lead + why)
+        verdict.problems.append(_lead(hop) + why)
         return
     settings = R.port_tls(lookup, hop.port, hop.subset or None)
     if not hop.via:
         verdict.rules.extend(r for r in lookup.rules if r not in verdict.rules)
     bad = [s for s in settings if s.tls is None or not s.tls.originates]
     for s in bad:
-        verdict.problems.append(lead + _why_plaintext(s, lookup, hop))
+        verdict.problems.append(_lead(hop) + _why_plaintext(s, lookup, hop))
     if bad:
         return
     for s in settings:
         problem = _unverified(s, hop.at_gateway)
         if problem:
             verdict.warnings.append(
-                f"{target}: TLS origination by DestinationRule {_name(s.rule)} ({s.source}) does not verify "
-                f"the server: {problem}"
+                f"{_target(hop)}: TLS origination by DestinationRule {_name(s.rule)} ({s.source}) does not "
+                f"verify the server: {problem}"
             )
+
+
+def _target(hop: _Hop) -> str:
+    return f"{hop.host}:{hop.port}" + (f" (subset {hop.subset})" if hop.subset else "")
+
+
+def _lead(hop: _Hop) -> str:
+    """How the traffic reached the hop, ahead of why the hop is plaintext."""
+    return f"{hop.via} sends it to {_target(hop)}, where " if hop.via else ""
 
 
 def _why_plaintext(s: R.PortTLS, lookup: R.RuleLookup, hop: _Hop) -> str:
@@ -343,8 +350,8 @@ def _check_service_entry(
         host = raw_host.lower()
         failing: list[tuple[int, ServicePort, _Verdict]] = []
         for j, port in enumerate(spec.ports):
-            if port.number is None:
-                continue
+            if port.number is None or R.is_tls_protocol(port.protocol):
+                continue  # a TLS-class port passes with nothing to say
             verdict = _port_verdict(inv, ctx.mesh, allow, res, host, port)
             for warning in verdict.warnings:
                 yield Finding(RULE_ID, ("spec", "ports", j), warning, _VERIFY_FIX, level="warn")
