@@ -21,6 +21,10 @@ from webhook.objects import SCHEMA_RULE
 
 _LABEL = r"[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?"
 _DNS1123_LABEL = re.compile(_LABEL)
+# A whole name of valid labels (at most 63 characters each), with an optional trailing dot:
+# one match instead of a check per label, for names that pass.
+_BOUNDED_LABEL = r"[a-zA-Z0-9](?:[-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?"
+_DNS1123_NAME = re.compile(r"(?:" + _BOUNDED_LABEL + r"\.)*" + _BOUNDED_LABEL + r"\.?")
 # The first label of a wildcard host: `*`, or a label with a leading `*` or `*-`.
 _WILDCARD_LABEL = re.compile(r"\*|(?:\*|\*-)?" + _LABEL)
 _QUALIFIED_NAME = r"(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
@@ -141,6 +145,8 @@ def _dns1123_labels(domain: str) -> str | None:
     tld = parts[-1]
     if _is_go_int(tld):
         return f"domain name {q(domain)} invalid (top level domain {q(tld)} cannot be all-numeric)"
+    if _DNS1123_NAME.fullmatch(domain):
+        return None
     last = len(parts) - 1
     for i, label in enumerate(parts):
         # A trailing dot (`istio.io.`) is allowed.
@@ -464,9 +470,28 @@ def check_object(report: Report, path: Path, value: Any) -> bool:
     return False
 
 
+@lru_cache(maxsize=8192)
+def _destination_ok(host: str | None, subset: str | None, port: int | None) -> bool:
+    """`port` is the selector's number (0 when it has none), None without a selector."""
+    return (
+        host is not None
+        and host != "*"
+        and wildcard_domain_problem(host) is None
+        and (not subset or is_dns1123_label(subset))
+        and (port is None or port_problem(port) is None)
+    )
+
+
+def destination_ok(dest: Destination) -> bool:
+    """True when `check_destination` would report nothing. Routes of one mesh name the same few
+    targets, so the verdict is remembered and only a target with a problem is checked in full."""
+    port = dest.port
+    return _destination_ok(dest.host, dest.subset, None if port is None else port.number or 0)
+
+
 def check_destination(report: Report, path: Path, dest: Destination | None) -> None:
     """validateDestination: a route target (VirtualService, Sidecar egress proxy)."""
-    if dest is None:
+    if dest is None or destination_ok(dest):
         return
     host = dest.host
     if host is None:

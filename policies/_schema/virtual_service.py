@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,6 +17,8 @@ from policies._schema.common import (
     check_export_to,
     check_labels,
     check_object,
+    destination_ok,
+    duration_problem,
     fqdn_problem,
     gateway_bound_domain_problem,
     get,
@@ -180,30 +183,45 @@ def validate(report: Report, spec: VirtualService, namespace: str, raw_spec: Map
 def check_gateway_names(report: Report, path: Path, names: Sequence[str]) -> None:
     """validateGatewayNames: `ns/name`, `mesh`, or a bare DNS name (the legacy dotted form warns)."""
     for i, name in enumerate(names):
-        ns, sep, gateway = name.partition("/")
-        if not sep:
-            if "." in name:
-                parts = name.split(".")
-                report.warn(
-                    (*path, i),
+        for warning, message, fix in _gateway_name_problems(name):
+            if warning:
+                report.warn((*path, i), message, fix)
+            else:
+                report.error((*path, i), message, fix)
+
+
+# The same few gateway names recur across objects: remember each one's verdict.
+@lru_cache(maxsize=4096)
+def _gateway_name_problems(name: str) -> tuple[tuple[bool, str, str], ...]:
+    """(is a warning, message, fix) of each problem with one gateway name, in Istio's order."""
+    ns, sep, gateway = name.partition("/")
+    problems: list[tuple[bool, str, str]] = []
+    if not sep:
+        if "." in name:
+            parts = name.split(".")
+            problems.append(
+                (
+                    True,
                     f"using legacy gatewayName format {q(name)}; prefer the <namespace>/<name> format: "
                     f"{q(parts[1] + '/' + parts[0])}",
                     f"write `{parts[1]}/{parts[0]}`",
                 )
-            problem = fqdn_problem(name)
-            if problem:
-                report.error((*path, i), problem, _FIX_GATEWAY)
-            continue
-        if not ns or not gateway:
-            report.error((*path, i), "config namespace and gateway name cannot be empty", _FIX_GATEWAY)
-        if not is_dns1123_label(ns):
-            report.error((*path, i), f"invalid value for namespace: {q(ns)}", _FIX_GATEWAY)
-        if not is_dns1123_label(gateway):
-            report.error((*path, i), f"invalid value for gateway name: {q(gateway)}", _FIX_GATEWAY)
+            )
+        problem = fqdn_problem(name)
+        if problem:
+            problems.append((False, problem, _FIX_GATEWAY))
+        return tuple(problems)
+    if not ns or not gateway:
+        problems.append((False, "config namespace and gateway name cannot be empty", _FIX_GATEWAY))
+    if not is_dns1123_label(ns):
+        problems.append((False, f"invalid value for namespace: {q(ns)}", _FIX_GATEWAY))
+    if not is_dns1123_label(gateway):
+        problems.append((False, f"invalid value for gateway name: {q(gateway)}", _FIX_GATEWAY))
+    return tuple(problems)
 
 
 def _hosts(report: Report, spec: VirtualService, applies_to_gateway: bool) -> None:
-    sni = any(match.sni_hosts for tls in spec.tls for match in tls.match)
+    sni = applies_to_gateway and any(match.sni_hosts for tls in spec.tls for match in tls.match)
     all_valid = True
     for i, host in enumerate(spec.hosts):
         if applies_to_gateway:
@@ -222,9 +240,12 @@ def _hosts(report: Report, spec: VirtualService, applies_to_gateway: bool) -> No
                 "name the hosts the routes are for, or bind the virtual service to gateways only",
             )
             all_valid = False
+    hosts = spec.hosts
     if not all_valid:
         return
-    hosts = spec.hosts
+    # Without a wildcard two hosts overlap only when they are equal.
+    if not any(host.startswith("*") for host in hosts) and len(set(hosts)) == len(hosts):
+        return
     for i in range(len(hosts)):
         for j in range(i + 1, len(hosts)):
             if matches(hosts[i], hosts[j]):
@@ -303,8 +324,9 @@ def _http_route(report: Report, path: Path, route: HTTPRoute, delegate: bool, ra
         _mirror_percentage(report, (*path, "mirrorPercentage"), raw["mirrorPercentage"], "mirror_percentage")
     if route.mirror is not None:
         check_destination(report, (*path, "mirror"), route.mirror)
-    for k, mirror in enumerate(route.mirrors or ()):
-        _mirror(report, (*path, "mirrors", k), mirror)
+    if route.mirrors:
+        for k, mirror in enumerate(route.mirrors):
+            _mirror(report, (*path, "mirrors", k), mirror)
     if route.redirect is not None:
         _redirect(report, (*path, "redirect"), route.redirect)
     if route.direct_response is not None:
@@ -315,28 +337,29 @@ def _http_route(report: Report, path: Path, route: HTTPRoute, delegate: bool, ra
         _rewrite(report, (*path, "rewrite"), route.rewrite)
     if route.route:
         _destinations(report, (*path, "route"), route.route)
-    if route.timeout is not None:
-        check_duration(report, (*path, "timeout"), route.timeout)
+    timeout = route.timeout
+    if timeout is not None and duration_problem(timeout):
+        check_duration(report, (*path, "timeout"), timeout)
 
 
 def _conflicts(report: Report, path: Path, route: HTTPRoute, delegate: bool) -> None:
-    if not delegate and route.delegate is not None:
-        # A root route hands the request to the delegate: it may not route it itself.
-        name = f" {route.name}" if route.name else ""
-        if route.redirect is not None:
-            report.error(
-                (*path, "redirect"),
-                f"root HTTP route{name} must not specify redirect",
-                "remove `redirect` or `delegate`",
-            )
-        if route.route:
-            report.error(
-                (*path, "route"),
-                f"root HTTP route{name} must not specify route",
-                "remove `route` or `delegate`",
-            )
-        return
-    if delegate and route.delegate is not None:
+    if route.delegate is not None:
+        if not delegate:
+            # A root route hands the request to the delegate: it may not route it itself.
+            name = f" {route.name}" if route.name else ""
+            if route.redirect is not None:
+                report.error(
+                    (*path, "redirect"),
+                    f"root HTTP route{name} must not specify redirect",
+                    "remove `redirect` or `delegate`",
+                )
+            if route.route:
+                report.error(
+                    (*path, "route"),
+                    f"root HTTP route{name} must not specify route",
+                    "remove `route` or `delegate`",
+                )
+            return
         report.error(
             (*path, "delegate"),
             "delegate HTTP route cannot contain delegate",
@@ -373,7 +396,7 @@ def _conflicts(report: Report, path: Path, route: HTTPRoute, delegate: bool) -> 
                 report.error((*path, field), message, _FIX_ROUTE)
     elif not route.route:
         report.error(path, "HTTP route, redirect or direct_response is required", _FIX_ROUTE)
-    if route.mirror is not None and route.mirrors:
+    if route.mirrors and route.mirror is not None:
         report.error(
             (*path, "mirrors"),
             "HTTP route cannot contain both mirror and mirrors",
@@ -384,13 +407,14 @@ def _conflicts(report: Report, path: Path, route: HTTPRoute, delegate: bool) -> 
 def _destinations(report: Report, path: Path, destinations: list[RouteDestination]) -> None:
     total = 0
     for k, dest in enumerate(destinations):
-        dpath = (*path, k)
-        if dest.destination is None:
-            report.error((*dpath, "destination"), "destination is required", "set `destination.host`")
-        check_destination(report, (*dpath, "destination"), dest.destination)
+        target = dest.destination
+        if target is None:
+            report.error((*path, k, "destination"), "destination is required", "set `destination.host`")
+        elif not destination_ok(target):
+            check_destination(report, (*path, k, "destination"), target)
         weight = dest.weight or 0
         if weight < 0:
-            report.error((*dpath, "weight"), f"weight {weight} < 0", "use weights from 0 to 100")
+            report.error((*path, k, "weight"), f"weight {weight} < 0", "use weights from 0 to 100")
         total += weight
     if len(destinations) > 1 and total == 0:
         report.error(path, "total destination weight = 0", "give the destinations weights that add up to 100")
@@ -416,16 +440,30 @@ def _retries(report: Report, path: Path, retries: HTTPRetry | None, raw: Any) ->
             "http retry policy configured when attempts are set to 0 (disabled)",
             "set `attempts` to the number of retries, or remove the other retry fields",
         )
-    check_duration(report, (*path, "perTryTimeout"), retries.per_try_timeout)
-    check_duration(report, (*path, "backoff"), get(raw, "backoff"))
+    per_try_timeout = retries.per_try_timeout
+    if per_try_timeout is not None and duration_problem(per_try_timeout):
+        check_duration(report, (*path, "perTryTimeout"), per_try_timeout)
+    backoff = get(raw, "backoff")
+    if backoff is not None:
+        check_duration(report, (*path, "backoff"), backoff)
     if retries.retry_on:
-        for token in retries.retry_on.split(","):
-            if token not in RETRY_ON and _status_code(token) not in _HTTP_STATUS:
-                report.error(
-                    (*path, "retryOn"),
-                    f"{q(token)} is not a valid retryOn policy",
-                    "use a comma-separated list (no spaces) of Envoy retry policies or HTTP status codes",
-                )
+        for token in _invalid_retry_on(retries.retry_on):
+            report.error(
+                (*path, "retryOn"),
+                f"{q(token)} is not a valid retryOn policy",
+                "use a comma-separated list (no spaces) of Envoy retry policies or HTTP status codes",
+            )
+
+
+# A mesh uses a handful of retryOn lists: remember each one's verdict.
+@lru_cache(maxsize=1024)
+def _invalid_retry_on(retry_on: str) -> tuple[str, ...]:
+    """The tokens of a retryOn list that are neither an Envoy policy nor an HTTP status code."""
+    return tuple(
+        token
+        for token in retry_on.split(",")
+        if token not in RETRY_ON and _status_code(token) not in _HTTP_STATUS
+    )
 
 
 def _status_code(token: str) -> int:
