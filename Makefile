@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench deploy-policy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/admission_throughput.py
+
+# kustomize reads no file outside deploy/base: keep its copy of the policy in step
+# (tests/test_deploy.py fails when they differ).
+deploy-policy:
+	cp policies/policy.yaml deploy/base/policy.yaml
 
 clean:
 	rm -rf $(VENV) certs/*.crt certs/*.key .pytest_cache .ruff_cache .hypothesis
