@@ -40,10 +40,3 @@ def test_parse_rejects(text: str) -> None:
 )
 def test_istio_problem(text: str, problem: str | None) -> None:
     assert durations.istio_problem(text) == problem
-
-
-@pytest.mark.parametrize(
-    "ns", [10_000_000_000, 90_000_000_000, 1_500_000_000, 3_600_000_000_000, 120_000_000_000]
-)
-def test_format_round_trips(ns: int) -> None:
-    assert durations.parse(durations.format_ns(ns)) == ns

@@ -88,10 +88,3 @@ def test_overlay_replaces_adds_and_removes_without_touching_the_base() -> None:
     assert deleted.matching("ServiceEntry", "*.example.com") == [old]
     # The base is unchanged.
     assert base.matching("ServiceEntry", "old.example.com") == [old]
-
-
-def test_replace_all_swaps_the_whole_content() -> None:
-    inv = MemoryInventory([_se(1, ["a.com"])])
-    inv.replace_all([_se(2, ["b.com"])])
-    assert inv.matching("ServiceEntry", "a.com") == []
-    assert [r.name for r in inv.matching("ServiceEntry", "b.com")] == ["se-2"]

@@ -67,10 +67,6 @@ def rfc3339(moment: dt.datetime | None = None) -> str:
 _second: tuple[int, str] = (-1, "")
 
 
-class AuditWriteError(OSError):
-    """Raised by `AuditLog.write` only when `raise_on_failure` is set (the CLI and tests)."""
-
-
 class AuditLog:
     """Thread-safe, hash-chained audit writer.
 

@@ -64,11 +64,3 @@ def istio_problem(text: str) -> str | None:
     if ns % NS_PER_MS:
         return "only durations to ms precision are supported"
     return None
-
-
-def format_ns(ns: int) -> str:
-    """Shortest plain form Istio accepts back: `10s`, `1500ms`, `2m`, `1h`."""
-    for unit, size in (("h", 3_600_000_000_000), ("m", 60_000_000_000), ("s", 1_000_000_000)):
-        if ns and ns % size == 0:
-            return f"{ns // size}{unit}"
-    return f"{ns // NS_PER_MS}ms"

@@ -156,11 +156,6 @@ class MemoryInventory:
         with self._lock:
             self._remove_locked(key)
 
-    def replace_all(self, resources: Iterable[Resource]) -> None:
-        fresh = MemoryInventory(resources, domain=self.domain)
-        with self._lock:
-            self._by_kind, self._index, self._hosts = fresh._by_kind, fresh._index, fresh._hosts
-
     def _remove_locked(self, key: ResourceKey) -> None:
         hs = self._hosts.pop(key, None)
         if hs is None:
@@ -228,6 +223,3 @@ class Overlay:
             if any(H.matches(h, host.lower()) for h in self._add_hosts):
                 out.append(add)
         return out
-
-
-EMPTY: InventoryView = MemoryInventory()

@@ -129,15 +129,6 @@ class TrafficPolicy(IstioModel):
     proxy_protocol: dict | None = None
     retry_budget: dict | None = None
 
-    def tls_for_port(self, port: int | None) -> ClientTLSSettings | None:
-        """The TLS settings Istio applies to `port`: a port-level entry replaces the
-        top level wholesale, so an entry without `tls` means no TLS at all."""
-        if port is not None:
-            for entry in self.port_level_settings:
-                if entry.port is not None and entry.port.number == port:
-                    return entry.tls
-        return self.tls
-
 
 class Subset(IstioModel):
     name: StrictStr | None = None

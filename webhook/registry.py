@@ -8,7 +8,7 @@ a read-only inventory, and return findings or changes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -40,8 +40,6 @@ class RuleSpec:
     remediation: str
     check: Callable[[Context], Iterable[Finding]]
     params: type[BaseModel] = NoParams
-    # Kinds whose changes can break this rule for *other* objects (both directions).
-    reads: frozenset[str] = field(default_factory=frozenset)
 
 
 @dataclass(frozen=True)
