@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from webhook import hosts as H
+from webhook import inventory
 from webhook.inventory import MemoryInventory, Overlay, hosts_of
 from webhook.models import DestinationRule, ServiceEntry, VirtualService
 from webhook.objects import Resource
@@ -37,6 +39,8 @@ def test_matching_equals_brute_force(host_lists: list[list[str]], query: str) ->
 @given(st.lists(st.lists(_host, min_size=1, max_size=3), min_size=1, max_size=15), st.data())
 def test_delete_and_update_keep_the_index_exact(host_lists: list[list[str]], data: st.DataObject) -> None:
     inv = MemoryInventory(_se(i, hs) for i, hs in enumerate(host_lists))
+    for query in {h for hs in host_lists for h in hs} | {"x.y", "*"}:
+        inv.matching("ServiceEntry", query)  # answers the changes below must not leave behind
     victim = data.draw(st.integers(0, len(host_lists) - 1))
     inv.delete(("ServiceEntry", "default", f"se-{victim}"))
     moved = data.draw(st.integers(0, len(host_lists) - 1))
@@ -51,6 +55,19 @@ def test_delete_and_update_keep_the_index_exact(host_lists: list[list[str]], dat
             if any(H.matches(h, query) for h in hs)
         }
         assert {r.key for r in inv.matching("ServiceEntry", query)} == expected, query
+
+
+def test_kept_answers_are_bounded_and_stay_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inventory, "MATCH_CACHE_SIZE", 2)
+    inv = MemoryInventory([_se(0, ["*.example.com"]), _se(1, ["a.example.com"])])
+    for _ in range(2):
+        for host, expected in (("a.example.com", 2), ("b.example.com", 1), ("c.org", 0)):
+            assert len(inv.matching("ServiceEntry", host)) == expected
+    assert len(inv._matches) <= 2
+    inv.upsert(Resource("DestinationRule", "default", "dr", DestinationRule(host="a.example.com")))
+    assert len(inv.matching("ServiceEntry", "a.example.com")) == 2  # another kind changed
+    inv.delete(("ServiceEntry", "default", "se-0"))
+    assert [r.name for r in inv.matching("ServiceEntry", "a.example.com")] == ["se-1"]
 
 
 def test_short_names_resolve_in_the_rule_namespace() -> None:

@@ -126,8 +126,17 @@ class _HostIndex:
             i += 1
 
 
+# Answers kept per kind between changes; a store queried for more distinct hosts than this
+# starts over rather than grow without bound.
+MATCH_CACHE_SIZE = 4096
+
+
 class MemoryInventory:
-    """A thread-safe in-memory store of Resources, indexed by kind and host."""
+    """A thread-safe in-memory store of Resources, indexed by kind and host.
+
+    `matching` answers are kept until the next change to that kind: the same hosts are
+    asked about on every request, while the objects change a few times an hour.
+    """
 
     def __init__(self, resources: Iterable[Resource] = (), *, domain: str = "cluster.local") -> None:
         self.domain = domain
@@ -135,6 +144,7 @@ class MemoryInventory:
         self._by_kind: dict[str, dict[ResourceKey, Resource]] = {}
         self._index: dict[str, _HostIndex] = {}
         self._hosts: dict[ResourceKey, tuple[str, ...]] = {}
+        self._matches: dict[tuple[str, str], tuple[Resource, ...]] = {}
         for res in resources:
             self.upsert(res)
 
@@ -144,6 +154,7 @@ class MemoryInventory:
     def upsert(self, res: Resource) -> None:
         with self._lock:
             self._remove_locked(res.key)
+            self._forget_matches(res.kind)
             self._by_kind.setdefault(res.kind, {})[res.key] = res
             hs = hosts_of(res, self.domain)
             self._hosts[res.key] = hs
@@ -155,6 +166,12 @@ class MemoryInventory:
     def delete(self, key: ResourceKey) -> None:
         with self._lock:
             self._remove_locked(key)
+            self._forget_matches(key[0])
+
+    def _forget_matches(self, kind: str) -> None:
+        if self._matches:
+            for cached in [k for k in self._matches if k[0] == kind]:
+                del self._matches[cached]
 
     def _remove_locked(self, key: ResourceKey) -> None:
         hs = self._hosts.pop(key, None)
@@ -177,11 +194,17 @@ class MemoryInventory:
 
     def matching(self, kind: str, host: str) -> list[Resource]:
         with self._lock:
-            index = self._index.get(kind)
-            if index is None:
-                return []
-            table = self._by_kind[kind]
-            return [table[k] for k in sorted(index.lookup(host.lower()))]
+            found = self._matches.get((kind, host))
+            if found is None:
+                index = self._index.get(kind)
+                if index is None:
+                    return []
+                table = self._by_kind[kind]
+                found = tuple(table[k] for k in sorted(index.lookup(host.lower())))
+                if len(self._matches) >= MATCH_CACHE_SIZE:
+                    self._matches.clear()
+                self._matches[(kind, host)] = found
+            return list(found)
 
 
 class Overlay:
