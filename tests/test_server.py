@@ -173,6 +173,7 @@ def test_out_of_scope_objects_are_allowed_untouched(client: httpx.Client) -> Non
         ),
         (b"\xff\xfe\x00garbage", 400, "not valid JSON"),
         (b"", 400, "not valid JSON"),
+        (b'{"request": ' * 300 + b"{}" + b"}" * 300, 400, "nested too deeply"),
     ],
 )
 def test_bad_bodies_get_a_4xx_with_a_clear_message(

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic_core import from_json
+
 from webhook.engine import Decision
 
 API_VERSION = "admission.k8s.io/v1"
@@ -43,12 +45,14 @@ class AdmissionRequest:
 
 
 def parse_review(body: bytes) -> AdmissionRequest:
+    # pydantic-core's parser: twice as fast as json.loads, and it refuses nesting deeper
+    # than 200 levels instead of recursing until Python's own limit.
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        doc = from_json(body)
+    except ValueError as exc:
+        if str(exc).startswith("recursion limit exceeded"):
+            raise ReviewError(400, "request body is nested too deeply to be an AdmissionReview") from None
         raise ReviewError(400, f"request body is not valid JSON: {exc}") from exc
-    except RecursionError:
-        raise ReviewError(400, "request body is nested too deeply to be an AdmissionReview") from None
     if not isinstance(doc, dict):
         raise ReviewError(400, "request body must be a JSON object (an AdmissionReview)")
     if doc.get("kind") != KIND or doc.get("apiVersion") != API_VERSION:
