@@ -18,8 +18,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook.admission import (
     AdmissionRequest,
@@ -34,6 +35,7 @@ from webhook.inventory import InventoryView
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.policy import EnforcementPoint
 from webhook.policy_store import PolicyStore
+from webhook.shutdown import Draining, close_when_draining
 
 log = logging.getLogger("meshwarden.server")
 
@@ -56,12 +58,21 @@ class _TooLarge(Exception):
     pass
 
 
-def create_app(state: AppState) -> Starlette:
-    async def validate(request: Request) -> Response:
-        return await _admit(state, request, mutate=False)
+class _Disconnected(Exception):
+    pass
 
-    async def mutate(request: Request) -> Response:
-        return await _admit(state, request, mutate=True)
+
+# Reviews are answered by a plain ASGI handler: the API server waits on every one, and
+# Starlette's request/response objects and middleware would add a quarter to each answer.
+# Everything else (probes, metrics, 404/405) goes through Starlette.
+_ADMISSION_PATHS = {"/validate": False, "/mutate": True}  # path -> mutate
+_JSON_HEADER = (b"content-type", b"application/json")
+
+
+def create_app(state: AppState, draining: Draining | None = None) -> ASGIApp:
+    """The webhook's ASGI app. While `draining` is on, every response says
+    `Connection: close`, so clients stop reusing connections to this replica."""
+    drain = draining or Draining()
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
@@ -85,16 +96,42 @@ def create_app(state: AppState) -> Starlette:
         finally:
             task.cancel()
 
-    return Starlette(
-        routes=[
-            Route("/validate", validate, methods=["POST"]),
-            Route("/mutate", mutate, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-        ],
-        lifespan=lifespan,
+    async def admission(scope: Scope, receive: Receive, send: Send) -> None:
+        mutate = _ADMISSION_PATHS[scope["path"]]
+        try:
+            status, body = await _admit(state, scope, receive, mutate=mutate)
+        except _Disconnected:
+            return  # nobody is waiting for the answer
+        except Exception:  # never leave the API server without an answer
+            log.exception("internal error answering %s", scope["path"])
+            status, body = 500, _dumps({"error": "meshwarden internal error; see the webhook's log"})
+        headers = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
+        if drain.on:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    rest = close_when_draining(
+        Starlette(
+            routes=[
+                Route("/validate", admission, methods=["POST"]),
+                Route("/mutate", admission, methods=["POST"]),
+                Route("/healthz", healthz, methods=["GET"]),
+                Route("/readyz", readyz, methods=["GET"]),
+                Route("/metrics", metrics, methods=["GET"]),
+            ],
+            lifespan=lifespan,
+        ),
+        drain,
     )
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in _ADMISSION_PATHS:
+            await admission(scope, receive, send)
+        else:
+            await rest(scope, receive, send)
+
+    return app
 
 
 async def _watch_policy(state: AppState) -> None:
@@ -106,23 +143,24 @@ async def _watch_policy(state: AppState) -> None:
             log.exception("policy reload check failed")
 
 
-async def _admit(state: AppState, request: Request, *, mutate: bool) -> Response:
+async def _admit(state: AppState, scope: Scope, receive: Receive, *, mutate: bool) -> tuple[int, bytes]:
+    """The HTTP status and JSON body answering one review."""
     started = time.perf_counter()
     policy = state.policies.current
     endpoint = "mutate" if mutate else "validate"
     try:
-        body = await _read_body(request, policy.file.max_request_bytes)
+        body = await _read_body(scope, receive, policy.file.max_request_bytes)
     except _TooLarge:
         message = f"request body exceeds the limit of {policy.file.max_request_bytes} bytes"
         _audit_error(state, endpoint, None, 413, message, started)
-        return JSONResponse({"error": message}, status_code=413)
+        return 413, _dumps({"error": message})
     try:
         req = parse_review(body)
     except ReviewError as exc:
         _audit_error(state, endpoint, _request_part(body), exc.status, exc.message, started)
         if exc.uid is not None:
-            return _json(error_response(exc.uid, exc.status, exc.message))
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+            return 200, _dumps(error_response(exc.uid, exc.status, exc.message))
+        return exc.status, _dumps({"error": exc.message})
 
     try:
         decision = evaluate(
@@ -137,12 +175,12 @@ async def _admit(state: AppState, request: Request, *, mutate: bool) -> Response
         )
     except EngineInputError as exc:
         _audit_error(state, endpoint, _request_of(req), 400, str(exc), started)
-        return _json(error_response(req.uid, 400, str(exc)))
+        return 200, _dumps(error_response(req.uid, 400, str(exc)))
     except Exception as exc:  # a rule bug must answer, not hang the API server
         log.exception("internal error reviewing %s", req.uid)
         message = f"meshwarden internal error ({type(exc).__name__}); the request was recorded"
         _audit_error(state, endpoint, _request_of(req), 500, message, started)
-        return _json(error_response(req.uid, 500, message))
+        return 200, _dumps(error_response(req.uid, 500, message))
 
     answer = decision_response(req.uid, decision, mutate=mutate)
     _observe(
@@ -155,25 +193,30 @@ async def _admit(state: AppState, request: Request, *, mutate: bool) -> Response
         decision=decision,
         patch=decision.patch if mutate and decision.allowed else None,
     )
-    return _json(answer)
+    return 200, _dumps(answer)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise _TooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _TooLarge
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-def _json(doc: dict[str, Any]) -> Response:
-    return Response(json.dumps(doc, separators=(",", ":")), media_type="application/json")
+def _dumps(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def _request_of(req: AdmissionRequest) -> dict[str, Any]:

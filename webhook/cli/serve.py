@@ -21,7 +21,7 @@ from webhook.metrics import Metrics
 from webhook.policy import PolicyError
 from webhook.policy_store import PolicyStore
 from webhook.server import AppState, create_app
-from webhook.shutdown import Draining, GracefulServer, close_when_draining
+from webhook.shutdown import Draining, GracefulServer
 
 log = logging.getLogger("meshwarden")
 
@@ -215,7 +215,7 @@ def command(
         metrics.track_audit(lambda: audit.healthy)
     draining = Draining()
     state.readiness.append(draining.readiness)
-    app = close_when_draining(create_app(state), draining)
+    app = create_app(state, draining)
     config = uvicorn.Config(
         app,
         host=host,
