@@ -4,12 +4,11 @@ and building exactly the response it expects."""
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic_core import from_json
+from pydantic_core import from_json, to_json
 
 from webhook.engine import Decision
 
@@ -107,20 +106,19 @@ def review_response(uid: str, response: dict[str, Any]) -> dict[str, Any]:
 
 def decision_response(uid: str, decision: Decision, *, mutate: bool) -> dict[str, Any]:
     """The AdmissionReview answer for an engine decision."""
-    response: dict[str, Any] = {"allowed": decision.allowed}
-    if not decision.allowed:
+    denials = decision.denials
+    warned = decision.warnings
+    response: dict[str, Any] = {"allowed": not denials}
+    if denials:
         response["status"] = {"code": 403, "reason": "Forbidden", "message": deny_message(decision)}
-    warnings = [
-        _warning(o.finding.rule, o.finding.path_text, o.finding.message, o.note) for o in decision.warnings
-    ]
-    if warnings:
-        response["warnings"] = warnings
-    if mutate and decision.patch and decision.allowed:
+    if warned:
+        response["warnings"] = [
+            _warning(o.finding.rule, o.finding.path_text, o.finding.message, o.note) for o in warned
+        ]
+    if mutate and decision.patch and not denials:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(
-            json.dumps(decision.patch, separators=(",", ":")).encode()
-        ).decode()
-    response["auditAnnotations"] = audit_annotations(decision, mutate=mutate)
+        response["patch"] = base64.b64encode(to_json(decision.patch)).decode()
+    response["auditAnnotations"] = audit_annotations(decision)
     return review_response(uid, response)
 
 
@@ -148,15 +146,16 @@ def deny_message(decision: Decision) -> str:
     return "\n".join(lines)
 
 
-def audit_annotations(decision: Decision, *, mutate: bool) -> dict[str, str]:
+def audit_annotations(decision: Decision) -> dict[str, str]:
     """Keys the API server prefixes with the webhook name in its own audit log."""
-    out = {"verdict": decision.verdict if not mutate or decision.allowed else "denied"}
-    denied = sorted({o.finding.rule for o in decision.denials})
-    warned = sorted({o.finding.rule for o in decision.warnings})
-    if denied:
-        out["denied-rules"] = ",".join(denied)
-    if warned:
-        out["warned-rules"] = ",".join(warned)
+    out = {"verdict": decision.verdict}
+    if decision.outcomes:
+        denied = sorted({o.finding.rule for o in decision.denials})
+        warned = sorted({o.finding.rule for o in decision.warnings})
+        if denied:
+            out["denied-rules"] = ",".join(denied)
+        if warned:
+            out["warned-rules"] = ",".join(warned)
     if decision.defaults_applied:
         out["defaults-applied"] = ",".join(decision.defaults_applied)
     return out
