@@ -34,7 +34,14 @@ from policies._schema.common import (
 from webhook import durations
 from webhook.findings import Path
 from webhook.hosts import matches, subset_of
-from webhook.models import Destination, HTTPRetry, HTTPRoute, RouteDestination, VirtualService
+from webhook.models import (
+    Destination,
+    HTTPMatchRequest,
+    HTTPRetry,
+    HTTPRoute,
+    RouteDestination,
+    VirtualService,
+)
 
 # Envoy's retry-on policies (x-envoy-retry-on and x-envoy-retry-grpc-on).
 RETRY_ON = frozenset(
@@ -160,7 +167,7 @@ def validate(report: Report, spec: VirtualService, namespace: str, raw_spec: Map
             report.error(
                 (*path, "route"), "TLS route is required", "add a `route` with at least one destination"
             )
-        _destinations(report, (*path, "route"), tls.route)
+        _destinations(report, path, "route", tls.route)
     for i, tcp in enumerate(spec.tcp):
         path = ("spec", "tcp", i)
         for j, match in enumerate(tcp.match):
@@ -176,7 +183,7 @@ def validate(report: Report, spec: VirtualService, namespace: str, raw_spec: Map
             report.error(
                 (*path, "route"), "TCP route is required", "add a `route` with at least one destination"
             )
-        _destinations(report, (*path, "route"), tcp.route)
+        _destinations(report, path, "route", tcp.route)
     check_export_to(report, ("spec", "exportTo"), namespace, spec.export_to)
 
 
@@ -303,43 +310,67 @@ def _l4_match(
 
 
 def _http_route(report: Report, path: Path, route: HTTPRoute, delegate: bool, raw: Mapping[str, Any]) -> None:
-    # Sub-paths are built only for fields that are present: this runs for every route of
-    # every object, and most fields are absent.
-    _conflicts(report, path, route, delegate)
+    # This runs for every route of every object and most fields are absent: each field is read
+    # once (a read of a pydantic field costs about as much as a dict lookup), validators run
+    # only for fields that are present, and sub-paths are built only for a finding.
+    routes = route.route
+    redirect = route.redirect
+    direct_response = route.direct_response
+    mirror = route.mirror
+    mirrors = route.mirrors
+    # A route with destinations and nothing that excludes them has no conflict to report.
+    if (
+        not routes
+        or redirect is not None
+        or direct_response is not None
+        or route.delegate is not None
+        or (mirrors and mirror is not None)
+    ):
+        _conflicts(report, path, route, delegate)
     for j, match in enumerate(route.match):
-        if match.port or match.source_labels or match.gateways:
-            _l4_match(report, (*path, "match", j), None, match.port, match.source_labels, match.gateways)
-        if match.source_namespace and not is_dns1123_label(match.source_namespace):
-            report.error(
-                (*path, "match", j, "sourceNamespace"),
-                f"sourceNamespace match {match.source_namespace} is invalid",
-                "use a namespace name",
-            )
+        # The modelled fields the match sets (`model_fields_set` without its property call):
+        # uri and headers are not modelled, so most matches set none.
+        if match.__pydantic_fields_set__:
+            _http_match(report, path, j, match)
     cors = raw.get("corsPolicy")
     if cors is not None and check_object(report, (*path, "corsPolicy"), cors) and "maxAge" in cors:
         _max_age(report, (*path, "corsPolicy", "maxAge"), cors["maxAge"])
-    if route.fault is not None:
-        _fault(report, (*path, "fault"), route.fault)
+    fault = route.fault
+    if fault is not None:
+        _fault(report, (*path, "fault"), fault)
     if "mirrorPercentage" in raw:
         _mirror_percentage(report, (*path, "mirrorPercentage"), raw["mirrorPercentage"], "mirror_percentage")
-    if route.mirror is not None:
-        check_destination(report, (*path, "mirror"), route.mirror)
-    if route.mirrors:
-        for k, mirror in enumerate(route.mirrors):
-            _mirror(report, (*path, "mirrors", k), mirror)
-    if route.redirect is not None:
-        _redirect(report, (*path, "redirect"), route.redirect)
-    if route.direct_response is not None:
-        _direct_response(report, (*path, "directResponse"), route.direct_response)
-    if route.retries is not None:
-        _retries(report, (*path, "retries"), route.retries, get(raw, "retries"))
-    if route.rewrite is not None:
-        _rewrite(report, (*path, "rewrite"), route.rewrite)
-    if route.route:
-        _destinations(report, (*path, "route"), route.route)
+    if mirror is not None:
+        check_destination(report, (*path, "mirror"), mirror)
+    if mirrors:
+        for k, entry in enumerate(mirrors):
+            _mirror(report, (*path, "mirrors", k), entry)
+    if redirect is not None:
+        _redirect(report, path, redirect)
+    if direct_response is not None:
+        _direct_response(report, path, direct_response)
+    retries = route.retries
+    if retries is not None:
+        _retries(report, path, retries, raw.get("retries"))
+    rewrite = route.rewrite
+    if rewrite is not None:
+        _rewrite(report, path, rewrite)
+    if routes:
+        _destinations(report, path, "route", routes)
     timeout = route.timeout
     if timeout is not None and duration_problem(timeout):
         check_duration(report, (*path, "timeout"), timeout)
+
+
+def _http_match(report: Report, path: Path, j: int, match: HTTPMatchRequest) -> None:
+    if match.port or match.source_labels or match.gateways:
+        _l4_match(report, (*path, "match", j), None, match.port, match.source_labels, match.gateways)
+    if match.source_namespace and not is_dns1123_label(match.source_namespace):
+        report.error(
+            (*path, "match", j, "sourceNamespace"),
+            f"sourceNamespace match {match.source_namespace} is invalid",
+            "use a namespace name",
+        )
 
 
 def _conflicts(report: Report, path: Path, route: HTTPRoute, delegate: bool) -> None:
@@ -366,34 +397,35 @@ def _conflicts(report: Report, path: Path, route: HTTPRoute, delegate: bool) -> 
             "delegation is one level deep: remove `delegate`",
         )
     if route.redirect is not None:
-        for present, field, message in (
-            (bool(route.route), "route", "HTTP route cannot contain both route and redirect"),
-            (route.fault is not None, "fault", "HTTP route cannot contain both fault and redirect"),
-            (
-                route.rewrite is not None,
-                "rewrite",
-                "HTTP route rule cannot contain both rewrite and redirect",
-            ),
-            (
-                route.direct_response is not None,
-                "directResponse",
+        if route.route:
+            report.error((*path, "route"), "HTTP route cannot contain both route and redirect", _FIX_ROUTE)
+        if route.fault is not None:
+            report.error((*path, "fault"), "HTTP route cannot contain both fault and redirect", _FIX_ROUTE)
+        if route.rewrite is not None:
+            report.error(
+                (*path, "rewrite"), "HTTP route rule cannot contain both rewrite and redirect", _FIX_ROUTE
+            )
+        if route.direct_response is not None:
+            report.error(
+                (*path, "directResponse"),
                 "HTTP route rule cannot contain both direct_response and redirect",
-            ),
-        ):
-            if present:
-                report.error((*path, field), message, _FIX_ROUTE)
+                _FIX_ROUTE,
+            )
     elif route.direct_response is not None:
-        for present, field, message in (
-            (bool(route.route), "route", "HTTP route cannot contain both route and direct_response"),
-            (route.fault is not None, "fault", "HTTP route cannot contain both fault and direct_response"),
-            (
-                route.rewrite is not None,
-                "rewrite",
+        if route.route:
+            report.error(
+                (*path, "route"), "HTTP route cannot contain both route and direct_response", _FIX_ROUTE
+            )
+        if route.fault is not None:
+            report.error(
+                (*path, "fault"), "HTTP route cannot contain both fault and direct_response", _FIX_ROUTE
+            )
+        if route.rewrite is not None:
+            report.error(
+                (*path, "rewrite"),
                 "HTTP route rule cannot contain both rewrite and direct_response",
-            ),
-        ):
-            if present:
-                report.error((*path, field), message, _FIX_ROUTE)
+                _FIX_ROUTE,
+            )
     elif not route.route:
         report.error(path, "HTTP route, redirect or direct_response is required", _FIX_ROUTE)
     if route.mirrors and route.mirror is not None:
@@ -404,52 +436,56 @@ def _conflicts(report: Report, path: Path, route: HTTPRoute, delegate: bool) -> 
         )
 
 
-def _destinations(report: Report, path: Path, destinations: list[RouteDestination]) -> None:
+def _destinations(report: Report, path: Path, field: str, destinations: list[RouteDestination]) -> None:
+    """The destinations at `path` + `field` (the caller's path is extended only for a finding)."""
     total = 0
     for k, dest in enumerate(destinations):
         target = dest.destination
         if target is None:
-            report.error((*path, k, "destination"), "destination is required", "set `destination.host`")
+            report.error(
+                (*path, field, k, "destination"), "destination is required", "set `destination.host`"
+            )
         elif not destination_ok(target):
-            check_destination(report, (*path, k, "destination"), target)
-        weight = dest.weight or 0
-        if weight < 0:
-            report.error((*path, k, "weight"), f"weight {weight} < 0", "use weights from 0 to 100")
-        total += weight
-    if len(destinations) > 1 and total == 0:
-        report.error(path, "total destination weight = 0", "give the destinations weights that add up to 100")
+            check_destination(report, (*path, field, k, "destination"), target)
+        weight = dest.weight
+        if weight:
+            if weight < 0:
+                report.error((*path, field, k, "weight"), f"weight {weight} < 0", "use weights from 0 to 100")
+            total += weight
+    if total == 0 and len(destinations) > 1:
+        report.error(
+            (*path, field), "total destination weight = 0", "give the destinations weights that add up to 100"
+        )
 
 
-def _retries(report: Report, path: Path, retries: HTTPRetry | None, raw: Any) -> None:
-    if retries is None:
-        return
+def _retries(report: Report, route_path: Path, retries: HTTPRetry, raw: Any) -> None:
+    """The route's `retries` (its path is built only for a finding)."""
     attempts = retries.attempts or 0
+    per_try_timeout = retries.per_try_timeout
+    retry_on = retries.retry_on
     if attempts < 0:
         report.error(
-            (*path, "attempts"),
+            (*route_path, "retries", "attempts"),
             "attempts cannot be negative",
             "use 0 to disable retries, or a positive count",
         )
     if attempts == 0 and (
-        retries.per_try_timeout is not None
-        or retries.retry_on
-        or get(raw, "retryRemoteLocalities") is not None
+        per_try_timeout is not None or retry_on or get(raw, "retryRemoteLocalities") is not None
     ):
         report.error(
-            path,
+            (*route_path, "retries"),
             "http retry policy configured when attempts are set to 0 (disabled)",
             "set `attempts` to the number of retries, or remove the other retry fields",
         )
-    per_try_timeout = retries.per_try_timeout
     if per_try_timeout is not None and duration_problem(per_try_timeout):
-        check_duration(report, (*path, "perTryTimeout"), per_try_timeout)
+        check_duration(report, (*route_path, "retries", "perTryTimeout"), per_try_timeout)
     backoff = get(raw, "backoff")
     if backoff is not None:
-        check_duration(report, (*path, "backoff"), backoff)
-    if retries.retry_on:
-        for token in _invalid_retry_on(retries.retry_on):
+        check_duration(report, (*route_path, "retries", "backoff"), backoff)
+    if retry_on:
+        for token in _invalid_retry_on(retry_on):
             report.error(
-                (*path, "retryOn"),
+                (*route_path, "retries", "retryOn"),
                 f"{q(token)} is not a valid retryOn policy",
                 "use a comma-separated list (no spaces) of Envoy retry policies or HTTP status codes",
             )
@@ -584,19 +620,21 @@ def _mirror(report: Report, path: Path, mirror: Any) -> None:
     _mirror_percentage(report, (*path, "percentage"), mirror.get("percentage"), "mirror percentage")
 
 
-def _redirect(report: Report, path: Path, redirect: Mapping[str, Any] | None) -> None:
-    if redirect is None:
-        return
-    fix = "redirect with `uri`, `authority`, `scheme` or `port`"
-    if not any(redirect.get(field) for field in ("uri", "authority", "scheme")) and not (
+def _redirect(report: Report, route_path: Path, redirect: Mapping[str, Any]) -> None:
+    """The route's `redirect` (its path is built only for a finding)."""
+    if not (redirect.get("uri") or redirect.get("authority") or redirect.get("scheme")) and not (
         "port" in redirect or "derivePort" in redirect
     ):
-        report.error(path, "redirect must specify URI, authority, scheme, or port", fix)
+        report.error(
+            (*route_path, "redirect"),
+            "redirect must specify URI, authority, scheme, or port",
+            "redirect with `uri`, `authority`, `scheme` or `port`",
+        )
         return
     code = redirect.get("redirectCode")
     if is_int(code) and code != 0 and not 300 <= code <= 399:
         report.error(
-            (*path, "redirectCode"),
+            (*route_path, "redirect", "redirectCode"),
             f"{code} is not a valid redirect code, must be 3xx",
             "use a 3xx code such as 301",
         )
@@ -604,35 +642,39 @@ def _redirect(report: Report, path: Path, redirect: Mapping[str, Any] | None) ->
     scheme = redirect.get("scheme")
     if scheme not in (None, "", "http", "https"):
         report.error(
-            (*path, "scheme"), 'invalid redirect scheme, must be "http" or "https"', 'use "http" or "https"'
+            (*route_path, "redirect", "scheme"),
+            'invalid redirect scheme, must be "http" or "https"',
+            'use "http" or "https"',
         )
         return
     port = redirect.get("port")
     if is_int(port) and port > 0:
         problem = port_problem(port)
         if problem:
-            report.error((*path, "port"), problem, FIX_PORT)
+            report.error((*route_path, "redirect", "port"), problem, FIX_PORT)
 
 
-def _direct_response(report: Report, path: Path, response: Mapping[str, Any] | None) -> None:
-    if response is None:
-        return
+def _direct_response(report: Report, route_path: Path, response: Mapping[str, Any]) -> None:
+    """The route's `directResponse` (its path is built only for a finding)."""
     body = response.get("body")
-    text = get(body, "string") or get(body, "bytes")
-    if isinstance(text, str):
-        if len(text) > _MB:
-            report.error(
-                (*path, "body"),
-                "large direct_responses may impact control plane performance, must be less than 1MB",
-                "serve large bodies from a service",
-            )
-        elif len(text) > 100 * 1024:
-            report.warn(
-                (*path, "body"),
-                "large direct_responses may impact control plane performance",
-                "serve large bodies from a service",
-            )
-    _http_status(report, (*path, "status"), response.get("status", 0))
+    if body is not None:
+        text = get(body, "string") or get(body, "bytes")
+        if isinstance(text, str) and len(text) > 100 * 1024:
+            if len(text) > _MB:
+                report.error(
+                    (*route_path, "directResponse", "body"),
+                    "large direct_responses may impact control plane performance, must be less than 1MB",
+                    "serve large bodies from a service",
+                )
+            else:
+                report.warn(
+                    (*route_path, "directResponse", "body"),
+                    "large direct_responses may impact control plane performance",
+                    "serve large bodies from a service",
+                )
+    status = response.get("status", 0)
+    if not (is_int(status) and 200 <= status <= 600):
+        _http_status(report, (*route_path, "directResponse", "status"), status)
 
 
 def _http_status(report: Report, path: Path, status: Any) -> None:
@@ -646,15 +688,18 @@ def _http_status(report: Report, path: Path, status: Any) -> None:
         )
 
 
-def _rewrite(report: Report, path: Path, rewrite: Mapping[str, Any] | None) -> None:
-    if rewrite is None:
-        return
+def _rewrite(report: Report, route_path: Path, rewrite: Mapping[str, Any]) -> None:
+    """The route's `rewrite` (its path is built only for a finding)."""
     regex = rewrite.get("uriRegexRewrite")
+    uri = rewrite.get("uri")
+    if regex is None and (uri or rewrite.get("authority")):
+        return
     fix = "rewrite with one of `uri` or `uriRegexRewrite`, and/or `authority`"
-    if rewrite.get("uri") and regex is not None:
+    path = (*route_path, "rewrite")
+    if uri and regex is not None:
         report.error(path, "rewrite may only contain one of URI or UriRegexRewrite", fix)
         return
-    if not rewrite.get("uri") and regex is None and not rewrite.get("authority"):
+    if not uri and regex is None and not rewrite.get("authority"):
         report.error(
             path,
             "rewrite must specify at least one of URI, UriRegexRewrite, or authority. "
@@ -662,7 +707,7 @@ def _rewrite(report: Report, path: Path, rewrite: Mapping[str, Any] | None) -> N
             fix,
         )
         return
-    if regex is not None and (not get(regex, "match") or not get(regex, "rewrite")):
+    if not get(regex, "match") or not get(regex, "rewrite"):
         report.error(
             (*path, "uriRegexRewrite"),
             "UriRegexRewrite has errors: "
