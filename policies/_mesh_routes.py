@@ -428,8 +428,21 @@ def top_gateways(res: Resource) -> tuple[GatewayKey, ...]:
     return tuple(gateway_key(g, res.namespace) for g in _vs(res).effective_gateways)
 
 
+def names_gateway(refs: Iterable[str], gateway: GatewayKey, ns: str) -> bool:
+    """Whether one of the gateway references (as written in a VirtualService of `ns`) names
+    `gateway`: `gateway in (gateway_key(g, ns) for g in refs)`, in a plain loop. For the mesh,
+    only `mesh` and the odd spellings `/mesh` and `mesh.` resolve to MESH_KEY, so the others
+    are told apart without building their keys (this runs per route and per match)."""
+    if gateway == MESH_KEY:
+        for g in refs:
+            if g == MESH or (g.startswith(("/mesh", "mesh.")) and gateway_key(g, ns) == MESH_KEY):
+                return True
+        return False
+    return any(gateway_key(g, ns) == gateway for g in refs)
+
+
 def binds_mesh(res: Resource) -> bool:
-    return MESH_KEY in top_gateways(res)
+    return names_gateway(_vs(res).effective_gateways, MESH_KEY, res.namespace)
 
 
 def covering_host(res: Resource, host: str, domain: str) -> str | None:
@@ -476,34 +489,52 @@ def gateway_route_dests(
 def gateway_route_hosts(inv: InventoryView, res: Resource, gateway: GatewayKey, domain: str) -> set[str]:
     """The hosts (resolved) that the routes of `gateway_route_dests` send traffic to, for
     callers that need no more: it builds no destination records."""
+    vs = _vs(res)
     ns = res.namespace
+    top_binds = names_gateway(vs.effective_gateways, gateway, ns)
     names: set[tuple[str, str]] = set()
-    for at, route in _gateway_routes(res, gateway):
-        if at[1] == "http" and (route.mirror is not None or route.mirrors or route.delegate is not None):
+    # Plain loops over the three route lists (this runs on every VirtualService review).
+    for route in vs.http:
+        if not _route_applies(route.match, top_binds, gateway, ns):
+            continue
+        if route.mirror is not None or route.mirrors or route.delegate is not None:
             names.update(
-                (owner.namespace, d.host or "") for owner, d, _ in _http_targets(inv, res, route, at)
+                (owner.namespace, d.host or "") for owner, d, _ in _http_targets(inv, res, route, ())
             )
             continue
         for rd in route.route:  # what `_targets` yields, without the paths
             d = rd.destination
             if d is not None and d.host:
                 names.add((ns, d.host))
+    for routes in (vs.tls, vs.tcp):
+        for route in routes:
+            if _route_applies(route.match, top_binds, gateway, ns):
+                for rd in route.route:
+                    d = rd.destination
+                    if d is not None and d.host:
+                        names.add((ns, d.host))
     return {H.resolve(host, owner_ns, domain) for owner_ns, host in names}
+
+
+def _route_applies(matches: list[Any], top_binds: bool, gateway: GatewayKey, ns: str) -> bool:
+    """Whether a route with these matches applies to `gateway` on some port; `top_binds`:
+    the VirtualService's own gateways name it (a match-level list replaces them)."""
+    if not matches:
+        return top_binds
+    for m in matches:  # noqa: SIM110 - a loop: any() over a generator costs more, per route
+        if names_gateway(m.gateways, gateway, ns) if m.gateways else top_binds:
+            return True
+    return False
 
 
 def _gateway_routes(res: Resource, gateway: GatewayKey) -> Iterator[tuple[Path, Any]]:
     """(path, route) of each http, tls and tcp route of a VirtualService that applies to `gateway`."""
     vs = _vs(res)
-    top = top_gateways(res)
-    top_binds = gateway in top
     ns = res.namespace
+    top_binds = names_gateway(vs.effective_gateways, gateway, ns)
     for kind, routes in (("http", vs.http), ("tls", vs.tls), ("tcp", vs.tcp)):
         for i, route in enumerate(routes):
-            if route.match:
-                applies = any(gateway in _match_gateways(m.gateways, top, ns) for m in route.match)
-            else:
-                applies = top_binds
-            if applies:
+            if _route_applies(route.match, top_binds, gateway, ns):
                 yield ("spec", kind, i), route
 
 
@@ -698,7 +729,23 @@ def destination_port(inv: InventoryView, dest: RouteDest, listener_port: int) ->
 
 
 def is_egress_gateway_host(mesh: MeshSettings, host: str) -> bool:
-    return host.lower() in {h.lower() for h in mesh.egress_gateway.hosts}
+    return host.lower() in egress_gateway_hosts(mesh)
+
+
+# The lower-cased egress gateway hosts of the MeshSettings object they came from: asked per
+# route destination, and the settings live as long as their policy.
+_EGRESS_HOSTS: dict[int, tuple[MeshSettings, frozenset[str]]] = {}
+
+
+def egress_gateway_hosts(mesh: MeshSettings) -> frozenset[str]:
+    hit = _EGRESS_HOSTS.get(id(mesh))
+    if hit is not None and hit[0] is mesh:
+        return hit[1]
+    if len(_EGRESS_HOSTS) >= 8:  # settings replaced by policy reloads
+        _EGRESS_HOSTS.clear()
+    found = frozenset(h.lower() for h in mesh.egress_gateway.hosts)
+    _EGRESS_HOSTS[id(mesh)] = (mesh, found)
+    return found
 
 
 def egress_gateway_namespace(service_host: str) -> str:

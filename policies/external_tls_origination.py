@@ -125,14 +125,16 @@ def check(ctx: Context) -> Iterator[Finding]:
     spec = ctx.resource.spec
     if isinstance(spec, ServiceEntry) and ctx.operation == "DELETE":
         return
+    if isinstance(spec, VirtualService):
+        # Most VirtualServices route to no MESH_EXTERNAL host: the views are made only when one does.
+        yield from _check_virtual_service(ctx, spec, allow)
+        return
     # The same hosts are looked up again port by port, and before and after the change.
-    after, before = R.review_views(ctx.inventory, ctx.before, ctx.resource.kind)
+    views = R.review_views(ctx.inventory, ctx.before, ctx.resource.kind)
     if isinstance(spec, ServiceEntry):
-        yield from _check_service_entry(ctx, after, spec, allow)
+        yield from _check_service_entry(ctx, views[0], spec, allow)
     elif isinstance(spec, DestinationRule):
-        yield from _check_destination_rule(ctx, after, before, spec, allow)
-    elif isinstance(spec, VirtualService):
-        yield from _check_virtual_service(ctx, after, before, spec, allow)
+        yield from _check_destination_rule(ctx, views, spec, allow)
 
 
 # --- per-port verdict --------------------------------------------------------------------
@@ -451,8 +453,9 @@ def _external_ports(
 
 
 def _check_destination_rule(
-    ctx: Context, after: InventoryView, before: InventoryView, spec: DestinationRule, allow: _AllowList
+    ctx: Context, views: tuple[InventoryView, InventoryView], spec: DestinationRule, allow: _AllowList
 ) -> Iterator[Finding]:
+    after = views[0]
     res, mesh = ctx.resource, ctx.mesh
     host = R.dr_host(res, mesh.cluster_domain)
     if not host:
@@ -487,34 +490,41 @@ def _check_destination_rule(
                         _VERIFY_FIX,
                         level="warn",
                     )
-    yield from _turned_plaintext(ctx, after, before, [host], ("spec", "host"), reported, allow)
+    yield from _turned_plaintext(ctx, views, [host], ("spec", "host"), reported, allow)
 
 
-def _check_virtual_service(
-    ctx: Context, after: InventoryView, before: InventoryView, spec: VirtualService, allow: _AllowList
-) -> Iterator[Finding]:
+def _check_virtual_service(ctx: Context, spec: VirtualService, allow: _AllowList) -> Iterator[Finding]:
     res, mesh = ctx.resource, ctx.mesh
     domain = mesh.cluster_domain
-    hosts = [H.resolve(h, res.namespace, domain) for h in spec.hosts]
-    routed = R.gateway_route_hosts(after, res, R.MESH_KEY, domain)
-    hosts.extend(sorted(h for h in routed if not R.is_egress_gateway_host(mesh, h)))
-    yield from _turned_plaintext(ctx, after, before, hosts, ("spec", "hosts"), set(), allow)
+    ns = res.namespace
+    hosts = [H.resolve(h, ns, domain) for h in spec.hosts]
+    routed = R.gateway_route_hosts(ctx.inventory, res, R.MESH_KEY, domain)
+    if routed:
+        gateways = R.egress_gateway_hosts(mesh)
+        hosts.extend(sorted(h for h in routed if h.lower() not in gateways))
+    yield from _turned_plaintext(ctx, None, hosts, ("spec", "hosts"), set(), allow)
 
 
 def _turned_plaintext(
     ctx: Context,
-    after: InventoryView,
-    before: InventoryView,
+    views: tuple[InventoryView, InventoryView] | None,
     hosts: list[str],
     path: Path,
     reported: set[_ExternalPort],
     allow: _AllowList,
 ) -> Iterator[Finding]:
     """Findings for ServiceEntry ports that originate TLS without the change under review
-    (`before`) and not with it (`after`)."""
+    (`before`) and not with it (`after`). `views`: the review's memoising views, made here
+    when absent and some port needs a verdict."""
     ports: dict[_ExternalPort, tuple[Resource, ServicePort]] = {}
+    inv = views[0] if views is not None else ctx.inventory
     for host in dict.fromkeys(hosts):
-        ports.update(_external_ports(after, allow, host, covered=False))
+        ports.update(_external_ports(inv, allow, host, covered=False))
+    if not ports:
+        return
+    after, before = (
+        views if views is not None else R.review_views(ctx.inventory, ctx.before, ctx.resource.kind)
+    )
     action = {"CREATE": "creating", "UPDATE": "this change to", "DELETE": "deleting"}.get(ctx.operation, "")
     who = f"{action} {ctx.resource.kind} {_name(ctx.resource)}"
     for key in sorted(ports):
