@@ -10,12 +10,14 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
+from tests.fake_apiserver import FakeApiServer
 from webhook.findings import Action
 
 FIXTURES = Path(__file__).parent / "fixtures" / "check"
@@ -327,3 +329,98 @@ def test_fix_writes_defaults_and_a_second_fix_changes_nothing(tmp_path: Path) ->
     assert code == 0 and doc["defaults"] == []
     assert run("--fix", str(target)).returncode == 0
     assert target.read_text() == fixed
+
+
+# --- --kubeconfig: the live cluster's objects in the inventory ------------------------------
+
+_PLAINTEXT_SE = """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: billing
+  namespace: shop
+spec:
+  hosts:
+  - billing.example.com
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+"""
+
+
+def _billing_rule(mode: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "billing", "namespace": "shop"},
+        "spec": {"host": "billing.example.com", "trafficPolicy": {"tls": {"mode": mode}}},
+    }
+
+
+@pytest.fixture
+def live_cluster(tmp_path: Path) -> Iterator[tuple[FakeApiServer, str]]:
+    with FakeApiServer() as api:
+        path = tmp_path / "kubeconfig"
+        api.kubeconfig(path, context="prod")
+        yield api, str(path)
+
+
+def test_live_objects_satisfy_the_input(tmp_path: Path, live_cluster: tuple[FakeApiServer, str]) -> None:
+    api, kubeconfig = live_cluster
+    api.put(_billing_rule("SIMPLE"))  # TLS origination lives in the cluster only
+    (tmp_path / "se.yaml").write_text(_PLAINTEXT_SE)
+
+    code, alone = run_json(str(tmp_path / "se.yaml"))
+    assert code == 1 and {f["rule"] for f in alone["findings"]} == {"external-tls-origination"}
+
+    code, doc = run_json(str(tmp_path / "se.yaml"), "--kubeconfig", kubeconfig, "--context", "prod")
+    assert code == 0, doc["findings"]
+    assert doc["summary"]["cluster"] == {"server": api.url, "objects": 1}
+    assert doc["summary"]["objects"] == 1  # live objects are in the inventory, not reviewed
+
+    text = run(str(tmp_path / "se.yaml"), "--kubeconfig", kubeconfig)
+    assert text.returncode == 0 and f"inventory includes 1 objects from {api.url}" in text.stdout
+
+
+def test_an_input_object_replaces_its_live_version(
+    tmp_path: Path, live_cluster: tuple[FakeApiServer, str]
+) -> None:
+    api, kubeconfig = live_cluster
+    api.put(_billing_rule("SIMPLE"))
+    (tmp_path / "se.yaml").write_text(_PLAINTEXT_SE)
+    # The change under review turns origination off: the live version must not hide that.
+    (tmp_path / "dr.json").write_text(json.dumps(_billing_rule("DISABLE")))
+    code, doc = run_json(str(tmp_path), "--kubeconfig", kubeconfig)
+    assert code == 1
+    assert {(f["kind"], f["rule"]) for f in doc["findings"] if f["action"] == "deny"} == {
+        ("ServiceEntry", "external-tls-origination"),
+        ("DestinationRule", "external-tls-origination"),  # the field that turns it off
+    }
+
+
+def test_an_unreachable_cluster_exits_2_naming_it(tmp_path: Path) -> None:
+    with FakeApiServer() as api:
+        api.kubeconfig(tmp_path / "kubeconfig")
+        url = api.url
+    (tmp_path / "se.yaml").write_text(_PLAINTEXT_SE)
+    proc = run(str(tmp_path / "se.yaml"), "--kubeconfig", str(tmp_path / "kubeconfig"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert f"cannot reach the Kubernetes API server at {url}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_an_unknown_context_exits_2(live_cluster: tuple[FakeApiServer, str]) -> None:
+    _, kubeconfig = live_cluster
+    proc = run(fixture("mesh"), "--kubeconfig", kubeconfig, "--context", "staging")
+    assert proc.returncode == 2 and "staging" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_cluster_that_refuses_the_list_exits_2(live_cluster: tuple[FakeApiServer, str]) -> None:
+    api, kubeconfig = live_cluster
+    api.forbidden.add("DestinationRule")
+    proc = run(fixture("mesh"), "--kubeconfig", kubeconfig)
+    assert proc.returncode == 2
+    assert "not allowed to list destinationrules" in proc.stderr and "Traceback" not in proc.stderr

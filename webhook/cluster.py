@@ -25,6 +25,7 @@ from webhook.objects import ISTIO_OPERATOR, MESH_CONFIG, NETWORKING_GROUP
 # versions share one schema, so the oldest is the one every cluster answers.
 NETWORKING_VERSION = "v1alpha3"
 LIST_PAGE_SIZE = 500
+LIST_ATTEMPTS = 3  # a paged list whose continue token expires (410) is started again
 LIST_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds for one page
 
 _NETWORKING_PLURALS = {
@@ -166,6 +167,32 @@ def list_objects(
         items.extend(page.items)
         rv = page.resource_version
     return items, rv
+
+
+def read_cluster(api: client.ApiClient, root_namespace: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every object in scope as raw dicts, and the resources the cluster does not serve.
+    Raises ClusterError, naming what could not be read, when any list fails."""
+    server = server_of(api)
+    objects: list[dict[str, Any]] = []
+    not_served: list[str] = []
+    for wk in kinds_in_scope(root_namespace):
+        for attempt in range(LIST_ATTEMPTS):
+            try:
+                items, _ = list_objects(api, wk)
+            except ApiException as exc:
+                if exc.status == 404:
+                    not_served.append(wk.resource)
+                    break
+                if exc.status == 410 and attempt + 1 < LIST_ATTEMPTS:
+                    continue
+                raise ClusterError(describe_error(exc, wk, server)) from exc
+            except ClusterError:
+                raise
+            except Exception as exc:
+                raise ClusterError(describe_error(exc, wk, server)) from exc
+            objects.extend(items)
+            break
+    return objects, not_served
 
 
 def describe_error(exc: BaseException, wk: WatchedKind, server: str) -> str:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import difflib
 import gc
+import itertools
 import sys
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 import click
@@ -51,6 +53,12 @@ class _InputProblem(click.ClickException):
 @click.option(
     "--output", "-o", metavar="FILE", type=click.File("w", encoding="utf-8"), help="Write the report to FILE."
 )
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False),
+    help="Also put the live cluster's objects in the inventory (read-only), from this kubeconfig.",
+)
+@click.option("--context", "kube_context", help="Kubeconfig context for the live cluster's objects.")
 def command(
     paths: tuple[str, ...],
     fmt: str,
@@ -59,6 +67,8 @@ def command(
     fix: bool,
     fail_on: str,
     output: TextIO | None,
+    kubeconfig: str | None,
+    kube_context: str | None,
 ) -> None:
     """Check Istio manifests (files, directories, - for stdin) against the policy."""
     if fix and STDIN in paths:
@@ -69,6 +79,10 @@ def command(
         raise _InputProblem(str(exc)) from None
 
     report = Report(fail_on=fail_on, show_defaults=show_defaults)
+    live: list[dict[str, Any]] = []
+    if kubeconfig or kube_context:
+        live, report.cluster = _read_live(policy, kubeconfig, kube_context)
+        report.cluster_objects = len(live)
     stats = SourceStats()
     # Reading and reviewing build many objects and free few: the cyclic collector would
     # walk the growing heap over and over for nothing (about a tenth of the run).
@@ -81,7 +95,7 @@ def command(
                 on_error=lambda e: report.errors.append(InputError(e.file, e.line, e.problem)),
             )
         )
-        decisions = review(policy, docs, mutate=show_defaults or fix)
+        decisions = review(policy, docs, mutate=show_defaults or fix, live=live)
     finally:
         gc.enable()
     report.files, report.not_objects = stats.files, len(stats.not_objects)
@@ -98,15 +112,19 @@ def command(
     sys.exit(report.exit_code)
 
 
-def review(policy: Policy, docs: list[SourceDocument], *, mutate: bool) -> list[Decision]:
+def review(
+    policy: Policy, docs: list[SourceDocument], *, mutate: bool, live: Sequence[Mapping[str, Any]] = ()
+) -> list[Decision]:
     """Each object reviewed as a CREATE against an inventory of every in-scope object in
-    the input (objects that do not parse are not in it)."""
+    the input (objects that do not parse are not in it), over the `live` cluster objects:
+    an input object replaces the live one with the same kind, namespace and name, as
+    applying it would."""
     root = policy.mesh.root_namespace
     resources: list[Resource] = []
-    for doc in docs:
-        kind = scope_kind(doc.raw, root)
+    for raw in itertools.chain(live, (doc.raw for doc in docs)):
+        kind = scope_kind(raw, root)
         if kind is not None:
-            parsed = parse(doc.raw, kind)
+            parsed = parse(raw, kind)
             if isinstance(parsed, Resource):
                 resources.append(parsed)
     inventory = MemoryInventory(resources, domain=policy.mesh.cluster_domain)
@@ -114,6 +132,21 @@ def review(policy: Policy, docs: list[SourceDocument], *, mutate: bool) -> list[
         evaluate(policy, EnforcementPoint.CHECK, inventory, "CREATE", doc.raw, validate=True, mutate=mutate)
         for doc in docs
     ]
+
+
+def _read_live(
+    policy: Policy, kubeconfig: str | None, context: str | None
+) -> tuple[list[dict[str, Any]], str]:
+    """The in-scope objects of the live cluster, and its address."""
+    # Imported here: the kubernetes client takes longer to import than most checks take to run.
+    from webhook.cluster import ClusterError, api_client, read_cluster, server_of
+
+    try:
+        api = api_client(kubeconfig, context)
+        objects, _not_served = read_cluster(api, policy.mesh.root_namespace)
+    except ClusterError as exc:
+        raise _InputProblem(f"--kubeconfig/--context: {exc}") from None
+    return objects, server_of(api)
 
 
 def _result(doc: SourceDocument, decision: Decision, show_defaults: bool) -> ObjectResult:

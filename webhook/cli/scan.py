@@ -21,11 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from webhook import policy as policy_mod
-from webhook.cluster import ClusterError, api_client, describe_error, kinds_in_scope, list_objects, server_of
+from webhook.cluster import ClusterError, api_client, read_cluster, server_of
 from webhook.engine import evaluate
 from webhook.findings import Action
 from webhook.inventory import MemoryInventory
@@ -35,7 +33,6 @@ from webhook.report import InputError, ObjectResult, Report, ReportFinding
 from webhook.report import render as render_report
 
 FORMATS = ("text", "json", "sarif", "junit")
-_LIST_ATTEMPTS = 3  # a paged list whose token expires is started again
 
 
 @dataclass
@@ -76,35 +73,6 @@ class ScanResult:
             "errors": len(self.errors),
             "exitCode": self.exit_code,
         }
-
-
-class ScanError(Exception):
-    """The cluster could not be read; nothing was reviewed."""
-
-
-def read_cluster(api: client.ApiClient, root_namespace: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every object in scope as raw dicts, and the resources the cluster does not serve."""
-    server = server_of(api)
-    objects: list[dict[str, Any]] = []
-    not_served: list[str] = []
-    for wk in kinds_in_scope(root_namespace):
-        for attempt in range(_LIST_ATTEMPTS):
-            try:
-                items, _ = list_objects(api, wk)
-            except ApiException as exc:
-                if exc.status == 404:
-                    not_served.append(wk.resource)
-                    break
-                if exc.status == 410 and attempt + 1 < _LIST_ATTEMPTS:
-                    continue
-                raise ScanError(describe_error(exc, wk, server)) from exc
-            except ClusterError as exc:
-                raise ScanError(str(exc)) from exc
-            except Exception as exc:
-                raise ScanError(describe_error(exc, wk, server)) from exc
-            objects.extend(items)
-            break
-    return objects, not_served
 
 
 def scan(
@@ -283,7 +251,7 @@ def command(
         policy = policy_mod.load(policy_path)
         api = api_client(kubeconfig, context)
         objects, not_served = read_cluster(api, policy.mesh.root_namespace)
-    except (PolicyError, ClusterError, ScanError) as exc:
+    except (PolicyError, ClusterError) as exc:
         click.echo(f"meshwarden scan: {exc}", err=True)
         ctx.exit(2)
     result = scan(policy, objects, cluster=server_of(api))

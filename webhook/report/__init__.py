@@ -97,6 +97,8 @@ class Report:
     fail_on: str = "deny"
     show_defaults: bool = False
     fixed: list[str] = field(default_factory=list)  # files rewritten by --fix
+    cluster: str = ""  # the live cluster whose objects joined the inventory, if any
+    cluster_objects: int = 0
 
     @property
     def findings(self) -> list[ReportFinding]:
@@ -127,7 +129,7 @@ class Report:
             "errors": len(self.errors),
             "failOn": self.fail_on,
             "exitCode": self.exit_code,
-        }
+        } | ({"cluster": {"server": self.cluster, "objects": self.cluster_objects}} if self.cluster else {})
 
 
 def render(report: Report, fmt: str, *, color: bool = False) -> str:

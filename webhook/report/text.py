@@ -88,6 +88,8 @@ def _summary(report: Report, style: Callable[..., str]) -> str:
         extra.append(f"{len(report.fixed)} files fixed")
     if s["errors"]:
         extra.append(f"{s['errors']} unreadable inputs")
+    if report.cluster:
+        extra.append(f"inventory includes {report.cluster_objects} objects from {report.cluster}")
     text = "; ".join([parts[0], parts[1], *extra])
     code = report.exit_code
     verdict = {0: style("passed", fg="green", bold=True), 1: style("FAILED", fg="red", bold=True)}.get(
