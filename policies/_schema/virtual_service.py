@@ -105,21 +105,22 @@ _MB = 1024 * 1024
 
 
 def validate(report: Report, spec: VirtualService, namespace: str, raw_spec: Mapping[str, Any]) -> None:
-    delegate = not spec.hosts
+    hosts, gateways, http, tls_routes, tcp_routes = spec.hosts, spec.gateways, spec.http, spec.tls, spec.tcp
+    delegate = not hosts
     if delegate:
-        if spec.gateways:
+        if gateways:
             report.error(
                 ("spec", "gateways"),
                 "delegate virtual service must have no gateways specified",
                 "remove `gateways`: the root virtual service binds the gateways",
             )
-        if spec.tls:
+        if tls_routes:
             report.error(
                 ("spec", "tls"),
                 "delegate virtual service must have no tls route specified",
                 "move the tls routes to a root virtual service",
             )
-        if spec.tcp:
+        if tcp_routes:
             report.error(
                 ("spec", "tcp"),
                 "delegate virtual service must have no tcp route specified",
@@ -127,24 +128,28 @@ def validate(report: Report, spec: VirtualService, namespace: str, raw_spec: Map
             )
 
     applies_to_gateway = False
-    if spec.gateways:
-        check_gateway_names(report, ("spec", "gateways"), spec.gateways)
-        applies_to_gateway = "mesh" not in spec.gateways
+    if gateways:
+        check_gateway_names(report, ("spec", "gateways"), gateways)
+        applies_to_gateway = "mesh" not in gateways
     _hosts(report, spec, applies_to_gateway)
 
-    if not spec.http and not spec.tcp and not spec.tls:
+    if not http and not tcp_routes and not tls_routes:
         report.error(
             ("spec",),
             "http, tcp or tls must be provided in virtual service",
             "add `http`, `tls` or `tcp` routes",
         )
-    raw_http = get(raw_spec, "http")
-    for i, route in enumerate(spec.http):
-        raw_route = raw_http[i] if isinstance(raw_http, list) and i < len(raw_http) else None
-        _http_route(
-            report, ("spec", "http", i), route, delegate, raw_route if isinstance(raw_route, dict) else {}
-        )
-    for i, tls in enumerate(spec.tls):
+    if http:
+        raw_http = raw_spec.get("http")
+        if not isinstance(raw_http, list):
+            raw_http = []
+        n_raw = len(raw_http)
+        for i, route in enumerate(http):
+            raw_route = raw_http[i] if i < n_raw else None
+            _http_route(
+                report, ("spec", "http", i), route, delegate, raw_route if isinstance(raw_route, dict) else {}
+            )
+    for i, tls in enumerate(tls_routes):
         path = ("spec", "tls", i)
         if not tls.match:
             report.error(
@@ -168,7 +173,7 @@ def validate(report: Report, spec: VirtualService, namespace: str, raw_spec: Map
                 (*path, "route"), "TLS route is required", "add a `route` with at least one destination"
             )
         _destinations(report, path, "route", tls.route)
-    for i, tcp in enumerate(spec.tcp):
+    for i, tcp in enumerate(tcp_routes):
         path = ("spec", "tcp", i)
         for j, match in enumerate(tcp.match):
             _l4_match(
@@ -184,17 +189,28 @@ def validate(report: Report, spec: VirtualService, namespace: str, raw_spec: Map
                 (*path, "route"), "TCP route is required", "add a `route` with at least one destination"
             )
         _destinations(report, path, "route", tcp.route)
-    check_export_to(report, ("spec", "exportTo"), namespace, spec.export_to)
+    if spec.export_to:
+        check_export_to(report, ("spec", "exportTo"), namespace, spec.export_to)
 
 
 def check_gateway_names(report: Report, path: Path, names: Sequence[str]) -> None:
     """validateGatewayNames: `ns/name`, `mesh`, or a bare DNS name (the legacy dotted form warns)."""
-    for i, name in enumerate(names):
-        for warning, message, fix in _gateway_name_problems(name):
-            if warning:
-                report.warn((*path, i), message, fix)
-            else:
-                report.error((*path, i), message, fix)
+    for i, warning, message, fix in _gateway_names_problems(tuple(names)):
+        if warning:
+            report.warn((*path, i), message, fix)
+        else:
+            report.error((*path, i), message, fix)
+
+
+# A mesh binds its routes to a few gateway lists: one look-up for a list instead of one per name.
+@lru_cache(maxsize=1024)
+def _gateway_names_problems(names: tuple[str, ...]) -> tuple[tuple[int, bool, str, str], ...]:
+    """(index, is a warning, message, fix) of each problem with a list of gateway names."""
+    return tuple(
+        (i, warning, message, fix)
+        for i, name in enumerate(names)
+        for warning, message, fix in _gateway_name_problems(name)
+    )
 
 
 # The same few gateway names recur across objects: remember each one's verdict.
@@ -228,9 +244,22 @@ def _gateway_name_problems(name: str) -> tuple[tuple[bool, str, str], ...]:
 
 
 def _hosts(report: Report, spec: VirtualService, applies_to_gateway: bool) -> None:
-    sni = applies_to_gateway and any(match.sni_hosts for tls in spec.tls for match in tls.match)
-    all_valid = True
-    for i, host in enumerate(spec.hosts):
+    sni = False
+    if applies_to_gateway:
+        sni = any(match.sni_hosts for tls in spec.tls for match in tls.match)
+    for i, message, fix in _host_problems(tuple(spec.hosts), applies_to_gateway, sni):
+        report.error(("spec", "hosts", i), message, fix)
+
+
+# The hosts of a virtual service are a pure input that recurs (every update of the object
+# repeats them): remember the verdict of each list.
+@lru_cache(maxsize=1024)
+def _host_problems(
+    hosts: tuple[str, ...], applies_to_gateway: bool, sni: bool
+) -> tuple[tuple[int, str, str], ...]:
+    """(index, message, fix) of each problem with the hosts, in Istio's order."""
+    problems: list[tuple[int, str, str]] = []
+    for i, host in enumerate(hosts):
         if applies_to_gateway:
             problem = gateway_bound_domain_problem(host, sni)
         else:
@@ -238,29 +267,31 @@ def _hosts(report: Report, spec: VirtualService, applies_to_gateway: bool) -> No
         if problem:
             # An IP is a valid host too.
             if not is_ip(host):
-                report.error(("spec", "hosts", i), problem, FIX_HOST)
-                all_valid = False
+                problems.append((i, problem, FIX_HOST))
         elif not applies_to_gateway and host == "*":
-            report.error(
-                ("spec", "hosts", i),
-                "wildcard host * is not allowed for virtual services bound to the mesh gateway",
-                "name the hosts the routes are for, or bind the virtual service to gateways only",
+            problems.append(
+                (
+                    i,
+                    "wildcard host * is not allowed for virtual services bound to the mesh gateway",
+                    "name the hosts the routes are for, or bind the virtual service to gateways only",
+                )
             )
-            all_valid = False
-    hosts = spec.hosts
-    if not all_valid:
-        return
+    if problems:
+        return tuple(problems)
     # Without a wildcard two hosts overlap only when they are equal.
     if not any(host.startswith("*") for host in hosts) and len(set(hosts)) == len(hosts):
-        return
+        return ()
     for i in range(len(hosts)):
         for j in range(i + 1, len(hosts)):
             if matches(hosts[i], hosts[j]):
-                report.error(
-                    ("spec", "hosts", j),
-                    f"duplicate hosts in virtual service: {hosts[i]} & {hosts[j]}",
-                    "list each host once; a wildcard already covers the names under it",
+                problems.append(
+                    (
+                        j,
+                        f"duplicate hosts in virtual service: {hosts[i]} & {hosts[j]}",
+                        "list each host once; a wildcard already covers the names under it",
+                    )
                 )
+    return tuple(problems)
 
 
 def _sni_host(report: Report, path: Path, sni: str, spec: VirtualService) -> None:
