@@ -124,31 +124,27 @@ def evaluate(
     if not validate:
         return decision
 
-    ctx = Context(resource, operation, after, base_before, mesh, policy.rule_params.get(SCHEMA_RULE), raw)  # type: ignore[arg-type]
+    params = policy.rule_params
+    ctx = Context(resource, operation, after, base_before, mesh, params.get(SCHEMA_RULE), raw)  # type: ignore[arg-type]
     findings: list[Finding] = []
     if operation != "DELETE" and policy.rule_enabled(SCHEMA_RULE) and SCHEMA_RULE in RULES:
-        findings = list(_run(SCHEMA_RULE, ctx, policy))
+        findings = list(RULES[SCHEMA_RULE].check(ctx))
         if any(f.level == "deny" for f in findings):
             decision.outcomes = _resolve(policy, point, findings, namespace, name, today, frozenset())
             return decision
     for rule_id, spec in RULES.items():
         if rule_id == SCHEMA_RULE or kind not in spec.kinds or not policy.rule_enabled(rule_id):
             continue
-        findings.extend(_run(rule_id, ctx, policy))
+        # One Context for every rule, given each its own parameters: `extend` has drained
+        # the previous rule's findings before the next one starts.
+        ctx.params = params[rule_id]
+        findings.extend(spec.check(ctx))
 
     existing: frozenset[tuple[str, str, str]] = frozenset()
     if operation == "UPDATE" and old is not None and findings:
         existing = _existing_findings(policy, findings, old, kind, inventory, mesh)
     decision.outcomes = _resolve(policy, point, findings, namespace, name, today, existing)
     return decision
-
-
-def _run(rule_id: str, ctx: Context, policy: Policy) -> Iterable[Finding]:
-    spec = RULES[rule_id]
-    rctx = Context(
-        ctx.resource, ctx.operation, ctx.inventory, ctx.before, ctx.mesh, policy.rule_params[rule_id], ctx.raw
-    )
-    return spec.check(rctx)
 
 
 def _existing_findings(
