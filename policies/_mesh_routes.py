@@ -121,8 +121,14 @@ def export_scope(res: Resource) -> frozenset[str] | None:
 
 
 def visible_to(res: Resource, namespace: str) -> bool:
-    scope = export_scope(res)
-    return scope is None or namespace in scope
+    """`namespace in export_scope(res)`, without building the scope (asked per lookup)."""
+    export_to = getattr(res.spec, "export_to", None)
+    if not export_to or "*" in export_to:
+        return True
+    if "~" in export_to:
+        return False
+    # `.` stands for the object's own namespace, so a literal "." names no namespace.
+    return (namespace != "." and namespace in export_to) or ("." in export_to and namespace == res.namespace)
 
 
 def scope_covers(outer: frozenset[str] | None, inner: frozenset[str] | None) -> bool:
@@ -199,9 +205,17 @@ def service_entries_for(inv: InventoryView, host: str) -> list[Resource]:
     for res in inv.matching("ServiceEntry", host):
         spec = res.spec
         assert isinstance(spec, ServiceEntry)
-        best = [h.lower() for h in spec.hosts if H.subset_of(host, h.lower())]
-        if best:
-            found.append((max(H.specificity(h) for h in best), res))
+        best: tuple[int, int] | None = None
+        for raw in spec.hosts:
+            h = raw.lower()
+            if H.subset_of(host, h):
+                rank = H.specificity(h)
+                if best is None or rank > best:
+                    best = rank
+        if best is not None:
+            found.append((best, res))
+    if len(found) == 1:  # the usual answer: no sort, no key tuples
+        return [found[0][1]]
     found.sort(key=lambda item: (-item[0][0], -item[0][1], item[1].key))
     return [res for _, res in found]
 
@@ -215,15 +229,20 @@ def dr_host(res: Resource, domain: str) -> str:
     return H.resolve(spec.host or "", res.namespace, domain)
 
 
-@dataclass(frozen=True, slots=True)
 class RuleLookup:
     """The DestinationRules Istio applies to a host for one proxy namespace, and where it
     found them. Several rules at once: non-selector rules for the same host merge (the
     first top-level policy wins, by creation time, which the inventory does not know), and
-    each rule with a workloadSelector applies to its own workloads."""
+    each rule with a workloadSelector applies to its own workloads.
 
-    namespace: str
-    rules: tuple[Resource, ...]
+    A slotted class rather than a frozen dataclass: one is built per lookup, and a frozen
+    dataclass's __init__ costs several times as much. Treated as immutable."""
+
+    __slots__ = ("namespace", "rules")
+
+    def __init__(self, namespace: str, rules: tuple[Resource, ...]) -> None:
+        self.namespace = namespace
+        self.rules = rules
 
 
 def destination_rules(
@@ -234,13 +253,17 @@ def destination_rules(
     for res in inv.matching("DestinationRule", host):
         h = dr_host(res, domain)
         if h and H.subset_of(host, h):
-            by_ns.setdefault(res.namespace, []).append((h, res))
+            group = by_ns.get(res.namespace)
+            if group is None:
+                by_ns[res.namespace] = [(h, res)]
+            else:
+                group.append((h, res))
     if not by_ns:
         return None
     root = mesh.root_namespace
 
     # 1. the proxy's own namespace (its namespace-local rules: exported there or selector-scoped)
-    local = [(h, r) for h, r in by_ns.get(proxy_ns, []) if _namespace_local(r)]
+    local = [(h, r) for h, r in by_ns.get(proxy_ns, ()) if _namespace_local(r)]
     found = _most_specific(local)
     if found:
         return RuleLookup(proxy_ns, found)
@@ -249,7 +272,7 @@ def destination_rules(
     for ns in (service_ns, root):
         if ns is None:
             continue
-        exported = [(h, r) for h, r in by_ns.get(ns, []) if not _private_only(r)]
+        exported = [(h, r) for h, r in by_ns.get(ns, ()) if not _private_only(r)]
         chosen = [r for r in _most_specific(exported) if visible_to(r, proxy_ns)]
         if chosen:
             return RuleLookup(ns, tuple(chosen))
@@ -272,10 +295,7 @@ def misplaced_rules(
 def _namespace_local(res: Resource) -> bool:
     spec = res.spec
     assert isinstance(spec, DestinationRule)
-    if spec.workload_selector is not None:
-        return True
-    scope = export_scope(res)
-    return scope is None or res.namespace in scope
+    return spec.workload_selector is not None or visible_to(res, res.namespace)
 
 
 def _private_only(res: Resource) -> bool:
@@ -289,19 +309,37 @@ def _private_only(res: Resource) -> bool:
 def _most_specific(pairs: list[tuple[str, Resource]]) -> tuple[Resource, ...]:
     if not pairs:
         return ()
+    if len(pairs) == 1:  # the usual answer: no ranking, no sort
+        return (pairs[0][1],)
     best = max(H.specificity(h) for h, _ in pairs)
     return tuple(sorted((r for h, r in pairs if H.specificity(h) == best), key=lambda r: r.key))
 
 
-@dataclass(frozen=True, slots=True)
 class PortTLS:
     """The TLS settings one DestinationRule (or merged group) gives a port and subset, and
-    where in the rule they come from."""
+    where in the rule they come from.
 
-    rule: Resource
-    tls: ClientTLSSettings | None
-    path: Path  # the JSON path of the deciding `tls` (or of the port entry without one)
-    source: str  # human wording: "top-level tls", "portLevelSettings entry for port 80", ...
+    `source` is the human wording ("top-level tls", "portLevelSettings entry for port 80",
+    ...): for a port entry it is built from `scope` and `port` only when read, which is only
+    for a finding. A slotted class rather than a frozen dataclass for the same reason: these
+    are built per port on every review, and read-only by convention."""
+
+    __slots__ = ("_port", "_scope", "path", "rule", "tls")
+
+    def __init__(
+        self, rule: Resource, tls: ClientTLSSettings | None, path: Path, scope: str, port: int | None = None
+    ) -> None:
+        self.rule = rule
+        self.tls = tls
+        self.path = path  # the JSON path of the deciding `tls` (or of the port entry without one)
+        self._scope = scope  # the wording, or with `port` the prefix ("", "subset v1 ") of a port entry's
+        self._port = port
+
+    @property
+    def source(self) -> str:
+        if self._port is None:
+            return self._scope
+        return f"{self._scope}portLevelSettings entry for port {self._port}"
 
 
 def port_tls(lookup: RuleLookup, port: int, subset: str | None) -> list[PortTLS]:
@@ -310,10 +348,20 @@ def port_tls(lookup: RuleLookup, port: int, subset: str | None) -> list[PortTLS]
     Non-selector rules merge: the top-level policy of any of them may win (creation order is
     unknown here), so each candidate is returned; a caller that needs origination requires
     all of them to originate. A selector rule stands alone for its workloads."""
-    merged = [r for r in lookup.rules if _spec(r).workload_selector is None]
-    selected = [r for r in lookup.rules if _spec(r).workload_selector is not None]
+    rules = lookup.rules
+    if len(rules) == 1 and not subset:
+        # The usual case, in short: one rule, no subset named (what the loop below gives for it).
+        return [_top_tls(rules[0], port)]
+    merged: list[Resource] = []
+    groups: list[list[Resource]] = []
+    for r in rules:
+        if _spec(r).workload_selector is None:
+            merged.append(r)
+        else:
+            groups.append([r])
+    if merged:
+        groups.insert(0, merged)
     out: list[PortTLS] = []
-    groups: list[list[Resource]] = ([merged] if merged else []) + [[r] for r in selected]
     for group in groups:
         tops = [r for r in group if _spec(r).traffic_policy is not None] or group[:1]
         subsets = [
@@ -346,9 +394,9 @@ def _policy_tls(res: Resource, policy: TrafficPolicy, port: int, at: Path, label
     for k, entry in enumerate(policy.port_level_settings):
         if entry.port is not None and entry.port.number == port:
             path = (*at, "portLevelSettings", k)
-            where = f"{label}portLevelSettings entry for port {port}"
-            return PortTLS(res, entry.tls, (*path, "tls") if entry.tls is not None else path, where)
-    return PortTLS(res, policy.tls, (*at, "tls") if policy.tls is not None else at, f"{label}top-level tls")
+            return PortTLS(res, entry.tls, (*path, "tls") if entry.tls is not None else path, label, port)
+    where = f"{label}top-level tls" if label else "top-level tls"
+    return PortTLS(res, policy.tls, (*at, "tls") if policy.tls is not None else at, where)
 
 
 def _subset_tls(base: PortTLS, owner: Resource, index: int, sub: Subset, port: int) -> PortTLS:
@@ -360,8 +408,7 @@ def _subset_tls(base: PortTLS, owner: Resource, index: int, sub: Subset, port: i
     for k, entry in enumerate(policy.port_level_settings):
         if entry.port is not None and entry.port.number == port:
             path = (*at, "portLevelSettings", k)
-            where = f"{label}portLevelSettings entry for port {port}"
-            return PortTLS(owner, entry.tls, (*path, "tls") if entry.tls is not None else path, where)
+            return PortTLS(owner, entry.tls, (*path, "tls") if entry.tls is not None else path, label, port)
     if policy.tls is not None:
         return PortTLS(owner, policy.tls, (*at, "tls"), f"{label}tls")
     return base

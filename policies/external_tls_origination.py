@@ -16,7 +16,7 @@ turns a compliant ServiceEntry port non-compliant.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -152,12 +152,15 @@ class _Hop(NamedTuple):
     via: str  # "" for the port itself (no route in between)
 
 
-@dataclass
 class _Verdict:
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    rules: list[Resource] = field(default_factory=list)  # DestinationRules that decide a direct hop
-    no_rule_yet: bool = False  # the port itself has no DestinationRule anywhere
+    # A slotted class rather than a dataclass with list factories: one is made per port judged.
+    __slots__ = ("no_rule_yet", "problems", "rules", "warnings")
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+        self.rules: list[Resource] = []  # DestinationRules that decide a direct hop
+        self.no_rule_yet = False  # the port itself has no DestinationRule anywhere
 
     @property
     def ok(self) -> bool:
@@ -176,10 +179,14 @@ def _port_verdict(
         return verdict
     domain = mesh.cluster_domain
     ns = se.namespace
-    hops: set[_Hop] = set()
     vss = R.mesh_virtual_services(inv, host, domain, lambda vs: R.visible_to(vs, ns))
     if not vss:
-        hops.add(_Hop(host, number, "", ns, False, ""))
+        # No route in between (the usual case): the port itself is the only hop.
+        _judge_hop(inv, mesh, allow, _Hop(host, number, "", ns, False, ""), verdict)
+        verdict.problems.sort()
+        verdict.warnings.sort()
+        return verdict
+    hops: set[_Hop] = set()
     for vs in vss:
         routes = R.routes_for(inv, vs, host, number, R.route_classes(port.protocol), R.MESH_KEY, domain)
         if routes.falls_through:
@@ -228,7 +235,11 @@ def _judge_hop(
         assert isinstance(se_spec, ServiceEntry)
         if _exempt(se_spec, hop.host, hop.port, allow):
             return
-    service_ns = next((e.namespace for e in entries if R.visible_to(e, hop.proxy_ns)), None)
+    service_ns = None
+    for e in entries:
+        if R.visible_to(e, hop.proxy_ns):
+            service_ns = e.namespace
+            break
     lookup = R.destination_rules(inv, mesh, hop.host, hop.proxy_ns, service_ns)
     if lookup is None:
         misplaced = R.misplaced_rules(inv, mesh, hop.host, None)
@@ -248,10 +259,14 @@ def _judge_hop(
         return
     settings = R.port_tls(lookup, hop.port, hop.subset or None)
     if not hop.via:
-        verdict.rules.extend(r for r in lookup.rules if r not in verdict.rules)
-    bad = [s for s in settings if s.tls is None or not s.tls.originates]
-    for s in bad:
-        verdict.problems.append(_lead(hop) + _why_plaintext(s, lookup, hop))
+        for r in lookup.rules:
+            if r not in verdict.rules:
+                verdict.rules.append(r)
+    bad = False
+    for s in settings:
+        if s.tls is None or not s.tls.originates:
+            bad = True
+            verdict.problems.append(_lead(hop) + _why_plaintext(s, lookup, hop))
     if bad:
         return
     for s in settings:
@@ -418,8 +433,9 @@ def _origination_fix(
 # --- DestinationRule and VirtualService ------------------------------------------------------
 
 
-@dataclass(frozen=True, order=True)
-class _ExternalPort:
+class _ExternalPort(NamedTuple):
+    """A ServiceEntry port a change may affect (a tuple: a dict key, ordered field by field)."""
+
     se_key: tuple[str, str, str]
     host: str
     number: int
