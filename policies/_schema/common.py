@@ -470,9 +470,20 @@ def check_object(report: Report, path: Path, value: Any) -> bool:
     return False
 
 
-@lru_cache(maxsize=8192)
-def _destination_ok(host: str | None, subset: str | None, port: int | None) -> bool:
-    """`port` is the selector's number (0 when it has none), None without a selector."""
+# Route targets with nothing to report, keyed as `target_key` makes them: routes of one mesh
+# name the same few targets, and a set look-up costs less than checking a target again (or a
+# cached call with three arguments). Only targets that pass are kept, at most _MAX_GOOD_TARGETS.
+GOOD_TARGETS: set[tuple[str | None, str | None, int | None]] = set()
+_MAX_GOOD_TARGETS = 8192
+
+
+def target_key(dest: Destination) -> tuple[str | None, str | None, int | None]:
+    """(host, subset, port number): the number is 0 when the selector has none, None without a selector."""
+    port = dest.port
+    return (dest.host, dest.subset, None if port is None else port.number or 0)
+
+
+def _target_ok(host: str | None, subset: str | None, port: int | None) -> bool:
     return (
         host is not None
         and host != "*"
@@ -483,10 +494,16 @@ def _destination_ok(host: str | None, subset: str | None, port: int | None) -> b
 
 
 def destination_ok(dest: Destination) -> bool:
-    """True when `check_destination` would report nothing. Routes of one mesh name the same few
-    targets, so the verdict is remembered and only a target with a problem is checked in full."""
-    port = dest.port
-    return _destination_ok(dest.host, dest.subset, None if port is None else port.number or 0)
+    """True when `check_destination` would report nothing."""
+    key = target_key(dest)
+    if key in GOOD_TARGETS:
+        return True
+    if not _target_ok(*key):
+        return False
+    if len(GOOD_TARGETS) >= _MAX_GOOD_TARGETS:
+        GOOD_TARGETS.clear()
+    GOOD_TARGETS.add(key)
+    return True
 
 
 def check_destination(report: Report, path: Path, dest: Destination | None) -> None:

@@ -11,13 +11,13 @@ from pydantic import ValidationError
 from policies._schema.common import (
     FIX_HOST,
     FIX_PORT,
+    GOOD_TARGETS,
     Report,
     check_destination,
     check_duration,
     check_export_to,
     check_labels,
     check_object,
-    destination_ok,
     duration_problem,
     fqdn_problem,
     gateway_bound_domain_problem,
@@ -341,32 +341,35 @@ def _l4_match(
 
 
 def _http_route(report: Report, path: Path, route: HTTPRoute, delegate: bool, raw: Mapping[str, Any]) -> None:
-    # This runs for every route of every object and most fields are absent: each field is read
-    # once (a read of a pydantic field costs about as much as a dict lookup), validators run
-    # only for fields that are present, and sub-paths are built only for a finding.
-    routes = route.route
-    redirect = route.redirect
-    direct_response = route.direct_response
-    mirror = route.mirror
-    mirrors = route.mirrors
+    # This runs for every route of every object and most fields are absent: validators run only
+    # for fields that are present, and sub-paths are built only for a finding. The fields are
+    # read from the model's `__dict__`: an attribute read of a pydantic model goes through its
+    # `__getattr__` hook and costs about twice a dict look-up.
+    fields = route.__dict__
+    routes = fields["route"]
+    redirect = fields["redirect"]
+    direct_response = fields["direct_response"]
+    mirror = fields["mirror"]
+    mirrors = fields["mirrors"]
     # A route with destinations and nothing that excludes them has no conflict to report.
     if (
         not routes
         or redirect is not None
         or direct_response is not None
-        or route.delegate is not None
+        or fields["delegate"] is not None
         or (mirrors and mirror is not None)
     ):
         _conflicts(report, path, route, delegate)
-    for j, match in enumerate(route.match):
+    for match in fields["match"]:
         # The modelled fields the match sets (`model_fields_set` without its property call):
         # uri and headers are not modelled, so most matches set none.
         if match.__pydantic_fields_set__:
-            _http_match(report, path, j, match)
+            _http_matches(report, path, fields["match"])
+            break
     cors = raw.get("corsPolicy")
     if cors is not None and check_object(report, (*path, "corsPolicy"), cors) and "maxAge" in cors:
         _max_age(report, (*path, "corsPolicy", "maxAge"), cors["maxAge"])
-    fault = route.fault
+    fault = fields["fault"]
     if fault is not None:
         _fault(report, (*path, "fault"), fault)
     if "mirrorPercentage" in raw:
@@ -380,28 +383,29 @@ def _http_route(report: Report, path: Path, route: HTTPRoute, delegate: bool, ra
         _redirect(report, path, redirect)
     if direct_response is not None:
         _direct_response(report, path, direct_response)
-    retries = route.retries
+    retries = fields["retries"]
     if retries is not None:
         _retries(report, path, retries, raw.get("retries"))
-    rewrite = route.rewrite
+    rewrite = fields["rewrite"]
     if rewrite is not None:
         _rewrite(report, path, rewrite)
     if routes:
         _destinations(report, path, "route", routes)
-    timeout = route.timeout
+    timeout = fields["timeout"]
     if timeout is not None and duration_problem(timeout):
         check_duration(report, (*path, "timeout"), timeout)
 
 
-def _http_match(report: Report, path: Path, j: int, match: HTTPMatchRequest) -> None:
-    if match.port or match.source_labels or match.gateways:
-        _l4_match(report, (*path, "match", j), None, match.port, match.source_labels, match.gateways)
-    if match.source_namespace and not is_dns1123_label(match.source_namespace):
-        report.error(
-            (*path, "match", j, "sourceNamespace"),
-            f"sourceNamespace match {match.source_namespace} is invalid",
-            "use a namespace name",
-        )
+def _http_matches(report: Report, path: Path, matches: list[HTTPMatchRequest]) -> None:
+    for j, match in enumerate(matches):
+        if match.port or match.source_labels or match.gateways:
+            _l4_match(report, (*path, "match", j), None, match.port, match.source_labels, match.gateways)
+        if match.source_namespace and not is_dns1123_label(match.source_namespace):
+            report.error(
+                (*path, "match", j, "sourceNamespace"),
+                f"sourceNamespace match {match.source_namespace} is invalid",
+                "use a namespace name",
+            )
 
 
 def _conflicts(report: Report, path: Path, route: HTTPRoute, delegate: bool) -> None:
@@ -469,6 +473,30 @@ def _conflicts(report: Report, path: Path, route: HTTPRoute, delegate: bool) -> 
 
 def _destinations(report: Report, path: Path, field: str, destinations: list[RouteDestination]) -> None:
     """The destinations at `path` + `field` (the caller's path is extended only for a finding)."""
+    # This runs for every route: a first pass without indexes (and with `target_key` inlined)
+    # settles the usual case, known-good targets with no negative weight; anything else is
+    # checked again in full, in order.
+    total = 0
+    for dest in destinations:
+        target = dest.destination
+        if target is None:
+            break
+        port = target.port
+        if (target.host, target.subset, None if port is None else port.number or 0) not in GOOD_TARGETS:
+            break
+        weight = dest.weight
+        if weight:
+            if weight < 0:
+                break
+            total += weight
+    else:
+        if total == 0 and len(destinations) > 1:
+            _total_weight_zero(report, path, field)
+        return
+    _check_destinations(report, path, field, destinations)
+
+
+def _check_destinations(report: Report, path: Path, field: str, destinations: list[RouteDestination]) -> None:
     total = 0
     for k, dest in enumerate(destinations):
         target = dest.destination
@@ -476,17 +504,20 @@ def _destinations(report: Report, path: Path, field: str, destinations: list[Rou
             report.error(
                 (*path, field, k, "destination"), "destination is required", "set `destination.host`"
             )
-        elif not destination_ok(target):
+        else:
             check_destination(report, (*path, field, k, "destination"), target)
-        weight = dest.weight
-        if weight:
-            if weight < 0:
-                report.error((*path, field, k, "weight"), f"weight {weight} < 0", "use weights from 0 to 100")
-            total += weight
+        weight = dest.weight or 0
+        if weight < 0:
+            report.error((*path, field, k, "weight"), f"weight {weight} < 0", "use weights from 0 to 100")
+        total += weight
     if total == 0 and len(destinations) > 1:
-        report.error(
-            (*path, field), "total destination weight = 0", "give the destinations weights that add up to 100"
-        )
+        _total_weight_zero(report, path, field)
+
+
+def _total_weight_zero(report: Report, path: Path, field: str) -> None:
+    report.error(
+        (*path, field), "total destination weight = 0", "give the destinations weights that add up to 100"
+    )
 
 
 def _retries(report: Report, route_path: Path, retries: HTTPRetry, raw: Any) -> None:
