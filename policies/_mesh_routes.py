@@ -120,6 +120,12 @@ def export_scope(res: Resource) -> frozenset[str] | None:
     return frozenset(res.namespace if e == "." else e for e in export_to)
 
 
+def exported_nowhere(res: Resource) -> bool:
+    """`export_scope(res) == frozenset()` (`~`), without building the scope."""
+    export_to = getattr(res.spec, "export_to", None)
+    return bool(export_to) and "*" not in export_to and "~" in export_to
+
+
 def visible_to(res: Resource, namespace: str) -> bool:
     """`namespace in export_scope(res)`, without building the scope (asked per lookup)."""
     export_to = getattr(res.spec, "export_to", None)
@@ -208,7 +214,7 @@ def service_entries_for(inv: InventoryView, host: str) -> list[Resource]:
         best: tuple[int, int] | None = None
         for raw in spec.hosts:
             h = raw.lower()
-            if H.subset_of(host, h):
+            if h == host or H.subset_of(host, h):  # an equal name is the usual hit, and a subset
                 rank = H.specificity(h)
                 if best is None or rank > best:
                     best = rank
@@ -252,7 +258,7 @@ def destination_rules(
     by_ns: dict[str, list[tuple[str, Resource]]] = {}
     for res in inv.matching("DestinationRule", host):
         h = dr_host(res, domain)
-        if h and H.subset_of(host, h):
+        if h and (h == host or H.subset_of(host, h)):  # an equal name is the usual hit, and a subset
             group = by_ns.get(res.namespace)
             if group is None:
                 by_ns[res.namespace] = [(h, res)]

@@ -130,10 +130,11 @@ def check(ctx: Context) -> Iterator[Finding]:
         yield from _check_virtual_service(ctx, spec, allow)
         return
     # The same hosts are looked up again port by port, and before and after the change.
-    views = R.review_views(ctx.inventory, ctx.before, ctx.resource.kind)
     if isinstance(spec, ServiceEntry):
-        yield from _check_service_entry(ctx, views[0], spec, allow)
+        # Only the world after the change is asked about.
+        yield from _check_service_entry(ctx, R.ReviewView(ctx.inventory, ctx.resource.kind, {}), spec, allow)
     elif isinstance(spec, DestinationRule):
+        views = R.review_views(ctx.inventory, ctx.before, ctx.resource.kind)
         yield from _check_destination_rule(ctx, views, spec, allow)
 
 
@@ -360,7 +361,7 @@ def _exempt(spec: ServiceEntry, host: str, port: int, allow: _AllowList) -> bool
 def _check_service_entry(
     ctx: Context, inv: InventoryView, spec: ServiceEntry, allow: _AllowList
 ) -> Iterator[Finding]:
-    if not spec.is_mesh_external or R.export_scope(ctx.resource) == frozenset():
+    if not spec.is_mesh_external or R.exported_nowhere(ctx.resource):
         return
     res = ctx.resource
     for raw_host in spec.hosts:
@@ -451,7 +452,7 @@ def _external_ports(
     for se in inv.matching("ServiceEntry", host):
         spec = se.spec
         assert isinstance(spec, ServiceEntry)
-        if not spec.is_mesh_external or R.export_scope(se) == frozenset():
+        if not spec.is_mesh_external or R.exported_nowhere(se):
             continue
         for raw in spec.hosts:
             h = raw.lower()
