@@ -43,18 +43,26 @@ def check(ctx: Context) -> Iterator[Finding]:
     if ctx.operation == "DELETE":
         return
     spec = ctx.resource.spec
+    # Most objects name no wildcard host: that is asked here, before any generator is made.
     if isinstance(spec, ServiceEntry):
-        yield from _check_service_entry(ctx, spec)
-    elif isinstance(spec, VirtualService):
+        if spec.is_mesh_external and _any_wildcard(spec.hosts):
+            yield from _check_service_entry(ctx, spec)
+    elif isinstance(spec, VirtualService) and _any_wildcard(spec.hosts) and R.binds_mesh(ctx.resource):
         yield from _check_virtual_service(ctx, spec)
+
+
+def _any_wildcard(hosts: list[str]) -> bool:
+    for h in hosts:  # noqa: SIM110 - a loop: any() over a generator costs more, on every review
+        if H.is_wildcard(h):
+            return True
+    return False
 
 
 # --- ServiceEntry ------------------------------------------------------------------------
 
 
 def _check_service_entry(ctx: Context, spec: ServiceEntry) -> Iterator[Finding]:
-    if not spec.is_mesh_external:
-        return
+    """A MESH_EXTERNAL ServiceEntry with a wildcard host (`check` asked)."""
     scope = R.export_scope(ctx.resource)
     if scope == frozenset():
         return  # exported to no one (`~`): no sidecar can reach it
@@ -199,9 +207,8 @@ def _port_problem(ctx: Context, vs: Resource, host: str, port: ServicePort) -> s
 
 
 def _check_virtual_service(ctx: Context, spec: VirtualService) -> Iterator[Finding]:
+    """A VirtualService bound to mesh with a wildcard host (`check` asked)."""
     res, mesh = ctx.resource, ctx.mesh
-    if not R.binds_mesh(res):
-        return
     domain = mesh.cluster_domain
     wild = [H.resolve(h, res.namespace, domain) for h in spec.hosts if H.is_wildcard(h)]
     # Wildcards inside the cluster domain name mesh services, never external ones.
