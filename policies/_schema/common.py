@@ -80,6 +80,10 @@ class Report:
     def warn(self, path: Path, message: str, fix: str) -> None:
         self.findings.append(Finding(SCHEMA_RULE, path, message, fix, level="warn"))
 
+    def extend(self, findings: tuple[Finding, ...]) -> None:
+        """Findings remembered from an earlier check of the same input (they are immutable)."""
+        self.findings.extend(findings)
+
 
 def q(text: str) -> str:
     """Go's `%q` for a string."""
