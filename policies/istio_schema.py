@@ -44,9 +44,6 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def check(ctx: Context) -> list[Finding]:
     res = ctx.resource
     report = Report()
-    raw_spec = ctx.raw.get("spec")
-    if not isinstance(raw_spec, dict):
-        raw_spec = {}
     spec: Any = res.spec
     kind = res.kind
     if kind == "ServiceEntry":
@@ -54,19 +51,25 @@ def check(ctx: Context) -> list[Finding]:
     elif kind == "DestinationRule":
         destination_rule.validate(report, spec, res.namespace)
     elif kind == "VirtualService":
-        virtual_service.validate(report, spec, res.namespace, raw_spec)
+        virtual_service.validate(report, spec, res.namespace, _raw_spec(ctx.raw))
     elif kind == "Gateway":
-        gateway.validate(report, spec, res.name, raw_spec)
+        gateway.validate(report, spec, res.name, _raw_spec(ctx.raw))
     elif kind == "Sidecar":
-        sidecar.validate(report, spec, raw_spec)
+        sidecar.validate(report, spec, _raw_spec(ctx.raw))
     elif kind == "WorkloadEntry":
         workload_entry.validate(report, spec)
     elif kind == ISTIO_OPERATOR:
-        mesh = raw_spec.get("meshConfig")
+        mesh = _raw_spec(ctx.raw).get("meshConfig")
         mesh_config.validate(report, spec, ("spec", "meshConfig"), mesh if isinstance(mesh, dict) else {})
     elif kind == MESH_CONFIG:
         mesh_config.validate(report, spec, ("data", "mesh"), _mesh_yaml(ctx.raw))
     return report.findings
+
+
+def _raw_spec(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The object's `spec` as written, for the fields the models keep as plain objects."""
+    spec = raw.get("spec")
+    return spec if isinstance(spec, dict) else {}
 
 
 def _mesh_yaml(raw: Mapping[str, Any]) -> Mapping[str, Any]:

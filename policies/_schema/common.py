@@ -403,8 +403,16 @@ def check_export_to(
     selector_dr: bool = False,
 ) -> None:
     """validateExportTo."""
-    if not export_to:
-        return
+    if export_to:
+        report.extend(_export_to_findings(path, namespace, tuple(export_to), service_entry, selector_dr))
+
+
+# A namespace exports its objects the same way (`["."]` most often): remember each verdict.
+@lru_cache(maxsize=1024)
+def _export_to_findings(
+    path: Path, namespace: str, export_to: tuple[str, ...], service_entry: bool, selector_dr: bool
+) -> tuple[Finding, ...]:
+    report = Report()
     seen: set[str] = set()
     for i, entry in enumerate(export_to):
         key = namespace if entry == "." else entry
@@ -444,6 +452,7 @@ def check_export_to(
         )
     if "~" in seen and len(export_to) > 1:
         report.error(path, "cannot export service entry to no one (~) and someone", FIX_EXPORT_TO)
+    return tuple(report.findings)
 
 
 def _visibility_problem(value: str) -> str | None:
