@@ -545,28 +545,36 @@ def gateway_route_hosts(inv: InventoryView, res: Resource, gateway: GatewayKey, 
     vs = _vs(res)
     ns = res.namespace
     top_binds = names_gateway(vs.effective_gateways, gateway, ns)
-    names: set[tuple[str, str]] = set()
-    # Plain loops over the three route lists (this runs on every VirtualService review).
+    # Plain loops over the three route lists (this runs on every VirtualService review); names
+    # as written in this VirtualService apart from the few a delegate writes in its own namespace.
+    own: set[str] = set()
+    delegated: set[tuple[str, str]] = set()
     for route in vs.http:
-        if not _route_applies(route.match, top_binds, gateway, ns):
+        match = route.match
+        if not (_route_applies(match, top_binds, gateway, ns) if match else top_binds):
             continue
         if route.mirror is not None or route.mirrors or route.delegate is not None:
-            names.update(
-                (owner.namespace, d.host or "") for owner, d, _ in _http_targets(inv, res, route, ())
-            )
+            for owner, d, _ in _http_targets(inv, res, route, ()):
+                if owner is res:
+                    own.add(d.host or "")
+                else:
+                    delegated.add((owner.namespace, d.host or ""))
             continue
         for rd in route.route:  # what `_targets` yields, without the paths
             d = rd.destination
             if d is not None and d.host:
-                names.add((ns, d.host))
+                own.add(d.host)
     for routes in (vs.tls, vs.tcp):
         for route in routes:
             if _route_applies(route.match, top_binds, gateway, ns):
                 for rd in route.route:
                     d = rd.destination
                     if d is not None and d.host:
-                        names.add((ns, d.host))
-    return {H.resolve(host, owner_ns, domain) for owner_ns, host in names}
+                        own.add(d.host)
+    out = {H.resolve(host, ns, domain) for host in own}
+    for owner_ns, host in delegated:
+        out.add(H.resolve(host, owner_ns, domain))
+    return out
 
 
 def _route_applies(matches: list[Any], top_binds: bool, gateway: GatewayKey, ns: str) -> bool:

@@ -126,8 +126,11 @@ def check(ctx: Context) -> Iterator[Finding]:
     if isinstance(spec, ServiceEntry) and ctx.operation == "DELETE":
         return
     if isinstance(spec, VirtualService):
-        # Most VirtualServices route to no MESH_EXTERNAL host: the views are made only when one does.
-        yield from _check_virtual_service(ctx, spec, allow)
+        # Most VirtualServices route to no MESH_EXTERNAL host: the views (and the generator that
+        # judges ports) are made only when one does.
+        ports = _virtual_service_ports(ctx, spec, allow)
+        if ports:
+            yield from _turned_plaintext(ctx, None, ports, ("spec", "hosts"), set(), allow)
         return
     # The same hosts are looked up again port by port, and before and after the change.
     if isinstance(spec, ServiceEntry):
@@ -444,11 +447,16 @@ class _ExternalPort(NamedTuple):
 
 
 def _external_ports(
-    inv: InventoryView, allow: _AllowList, host: str, *, covered: bool
+    inv: InventoryView,
+    allow: _AllowList,
+    host: str,
+    *,
+    covered: bool,
+    into: dict[_ExternalPort, tuple[Resource, ServicePort]] | None = None,
 ) -> dict[_ExternalPort, tuple[Resource, ServicePort]]:
     """Plaintext, non-exempt ports of MESH_EXTERNAL ServiceEntries whose hosts lie inside
-    `host` (`covered`) or overlap it."""
-    out: dict[_ExternalPort, tuple[Resource, ServicePort]] = {}
+    `host` (`covered`) or overlap it, added to `into` when given."""
+    out: dict[_ExternalPort, tuple[Resource, ServicePort]] = {} if into is None else into
     for se in inv.matching("ServiceEntry", host):
         spec = se.spec
         assert isinstance(spec, ServiceEntry)
@@ -507,36 +515,39 @@ def _check_destination_rule(
                         _VERIFY_FIX,
                         level="warn",
                     )
-    yield from _turned_plaintext(ctx, views, [host], ("spec", "host"), reported, allow)
+    ports = _external_ports(after, allow, host, covered=False)
+    yield from _turned_plaintext(ctx, views, ports, ("spec", "host"), reported, allow)
 
 
-def _check_virtual_service(ctx: Context, spec: VirtualService, allow: _AllowList) -> Iterator[Finding]:
+def _virtual_service_ports(
+    ctx: Context, spec: VirtualService, allow: _AllowList
+) -> dict[_ExternalPort, tuple[Resource, ServicePort]]:
+    """The MESH_EXTERNAL ports a VirtualService may affect: of its hosts and of the hosts its
+    mesh routes send to."""
     res, mesh = ctx.resource, ctx.mesh
     domain = mesh.cluster_domain
     ns = res.namespace
-    hosts = [H.resolve(h, ns, domain) for h in spec.hosts]
-    routed = R.gateway_route_hosts(ctx.inventory, res, R.MESH_KEY, domain)
-    if routed:
-        gateways = R.egress_gateway_hosts(mesh)
-        hosts.extend(sorted(h for h in routed if h.lower() not in gateways))
-    yield from _turned_plaintext(ctx, None, hosts, ("spec", "hosts"), set(), allow)
+    # A set, in no order: the ports found are keyed and sorted by their own fields. Resolved
+    # names are lower case, as the egress gateway hosts are.
+    hosts = {H.resolve(h, ns, domain) for h in spec.hosts}
+    hosts.update(R.gateway_route_hosts(ctx.inventory, res, R.MESH_KEY, domain) - R.egress_gateway_hosts(mesh))
+    ports: dict[_ExternalPort, tuple[Resource, ServicePort]] = {}
+    for host in hosts:
+        _external_ports(ctx.inventory, allow, host, covered=False, into=ports)
+    return ports
 
 
 def _turned_plaintext(
     ctx: Context,
     views: tuple[InventoryView, InventoryView] | None,
-    hosts: list[str],
+    ports: dict[_ExternalPort, tuple[Resource, ServicePort]],
     path: Path,
     reported: set[_ExternalPort],
     allow: _AllowList,
 ) -> Iterator[Finding]:
-    """Findings for ServiceEntry ports that originate TLS without the change under review
-    (`before`) and not with it (`after`). `views`: the review's memoising views, made here
-    when absent and some port needs a verdict."""
-    ports: dict[_ExternalPort, tuple[Resource, ServicePort]] = {}
-    inv = views[0] if views is not None else ctx.inventory
-    for host in dict.fromkeys(hosts):
-        ports.update(_external_ports(inv, allow, host, covered=False))
+    """Findings for the ServiceEntry `ports` that originate TLS without the change under
+    review (`before`) and not with it (`after`). `views`: the review's memoising views, made
+    here when absent and some port needs a verdict."""
     if not ports:
         return
     after, before = (
