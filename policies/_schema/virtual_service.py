@@ -141,14 +141,11 @@ def validate(report: Report, spec: VirtualService, namespace: str, raw_spec: Map
         )
     if http:
         raw_http = raw_spec.get("http")
-        if not isinstance(raw_http, list):
-            raw_http = []
-        n_raw = len(raw_http)
-        for i, route in enumerate(http):
-            raw_route = raw_http[i] if i < n_raw else None
-            _http_route(
-                report, ("spec", "http", i), route, delegate, raw_route if isinstance(raw_route, dict) else {}
-            )
+        if not isinstance(raw_http, list) or len(raw_http) != len(http):
+            raw_http = _padded(raw_http, len(http))
+        for i, (route, raw_route) in enumerate(zip(http, raw_http, strict=True)):
+            raw = raw_route if isinstance(raw_route, dict) else {}
+            _http_route(report, ("spec", "http", i), route, delegate, raw)
     for i, tls in enumerate(tls_routes):
         path = ("spec", "tls", i)
         if not tls.match:
@@ -191,6 +188,12 @@ def validate(report: Report, spec: VirtualService, namespace: str, raw_spec: Map
         _destinations(report, path, "route", tcp.route)
     if spec.export_to:
         check_export_to(report, ("spec", "exportTo"), namespace, spec.export_to)
+
+
+def _padded(raw: Any, length: int) -> list[Any]:
+    """The raw entries of a list the model holds `length` of (None where there are fewer)."""
+    entries = raw if isinstance(raw, list) else []
+    return [entries[i] if i < len(entries) else None for i in range(length)]
 
 
 def check_gateway_names(report: Report, path: Path, names: Sequence[str]) -> None:
@@ -525,25 +528,25 @@ def _retries(report: Report, route_path: Path, retries: HTTPRetry, raw: Any) -> 
     attempts = retries.attempts or 0
     per_try_timeout = retries.per_try_timeout
     retry_on = retries.retry_on
-    if attempts < 0:
-        report.error(
-            (*route_path, "retries", "attempts"),
-            "attempts cannot be negative",
-            "use 0 to disable retries, or a positive count",
-        )
-    if attempts == 0 and (
-        per_try_timeout is not None or retry_on or get(raw, "retryRemoteLocalities") is not None
-    ):
-        report.error(
-            (*route_path, "retries"),
-            "http retry policy configured when attempts are set to 0 (disabled)",
-            "set `attempts` to the number of retries, or remove the other retry fields",
-        )
+    if attempts <= 0:
+        if attempts < 0:
+            report.error(
+                (*route_path, "retries", "attempts"),
+                "attempts cannot be negative",
+                "use 0 to disable retries, or a positive count",
+            )
+        elif per_try_timeout is not None or retry_on or get(raw, "retryRemoteLocalities") is not None:
+            report.error(
+                (*route_path, "retries"),
+                "http retry policy configured when attempts are set to 0 (disabled)",
+                "set `attempts` to the number of retries, or remove the other retry fields",
+            )
     if per_try_timeout is not None and duration_problem(per_try_timeout):
         check_duration(report, (*route_path, "retries", "perTryTimeout"), per_try_timeout)
-    backoff = get(raw, "backoff")
-    if backoff is not None:
-        check_duration(report, (*route_path, "retries", "backoff"), backoff)
+    if isinstance(raw, dict) and "backoff" in raw:
+        backoff = raw["backoff"]
+        if backoff is not None:
+            check_duration(report, (*route_path, "retries", "backoff"), backoff)
     if retry_on:
         for token in _invalid_retry_on(retry_on):
             report.error(
@@ -719,8 +722,8 @@ def _redirect(report: Report, route_path: Path, redirect: Mapping[str, Any]) -> 
 def _direct_response(report: Report, route_path: Path, response: Mapping[str, Any]) -> None:
     """The route's `directResponse` (its path is built only for a finding)."""
     body = response.get("body")
-    if body is not None:
-        text = get(body, "string") or get(body, "bytes")
+    if isinstance(body, dict):
+        text = body.get("string") or body.get("bytes")
         if isinstance(text, str) and len(text) > 100 * 1024:
             if len(text) > _MB:
                 report.error(
@@ -735,7 +738,8 @@ def _direct_response(report: Report, route_path: Path, response: Mapping[str, An
                     "serve large bodies from a service",
                 )
     status = response.get("status", 0)
-    if not (is_int(status) and 200 <= status <= 600):
+    # A plain int in range passes: anything else gets the full check.
+    if not (type(status) is int and 200 <= status <= 600):
         _http_status(report, (*route_path, "directResponse", "status"), status)
 
 
