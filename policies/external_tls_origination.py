@@ -244,6 +244,54 @@ def _judge_hop(
         if R.visible_to(e, hop.proxy_ns):
             service_ns = e.namespace
             break
+    judged = _judged(inv, mesh, hop, service_ns)
+    verdict.problems.extend(judged.problems)
+    verdict.warnings.extend(judged.warnings)
+    if not hop.via:
+        for r in judged.rules:
+            if r not in verdict.rules:
+                verdict.rules.append(r)
+        verdict.no_rule_yet = verdict.no_rule_yet or judged.no_rule_yet
+
+
+# What the DestinationRules say about a hop, kept across reviews: the same host:port is judged
+# on every review of its ServiceEntry (twice for a DestinationRule or VirtualService), while
+# DestinationRules change a few times an hour. The judgement is a function of the hop, the
+# service's namespace, the mesh settings and the DestinationRules the inventory holds for the
+# host; Resources are immutable and replaced on change, so an entry holds while the same
+# objects come back (held here, so their identities cannot be reused).
+_JUDGED: dict[tuple[_Hop, str | None], tuple[MeshSettings, list[Resource], _Verdict]] = {}
+_JUDGED_SIZE = 1024
+
+
+def _judged(inv: InventoryView, mesh: MeshSettings, hop: _Hop, service_ns: str | None) -> _Verdict:
+    rules = inv.matching("DestinationRule", hop.host)
+    key = (hop, service_ns)
+    hit = _JUDGED.get(key)
+    if hit is not None and hit[0] is mesh and _same_objects(hit[1], rules):
+        return hit[2]
+    judged = _Verdict()
+    _judge_rules(inv, mesh, hop, service_ns, judged)
+    if len(_JUDGED) >= _JUDGED_SIZE:
+        _JUDGED.clear()
+    _JUDGED[key] = (mesh, list(rules), judged)
+    return judged
+
+
+def _same_objects(a: list[Resource], b: list[Resource]) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):  # noqa: SIM110 - a loop: any() over a generator costs more
+        if x is not y:
+            return False
+    return True
+
+
+def _judge_rules(
+    inv: InventoryView, mesh: MeshSettings, hop: _Hop, service_ns: str | None, judged: _Verdict
+) -> None:
+    """Judge a hop by the DestinationRules on its lookup path into `judged` (problems,
+    warnings, the deciding rules, and whether no rule for the host exists at all)."""
     lookup = R.destination_rules(inv, mesh, hop.host, hop.proxy_ns, service_ns)
     if lookup is None:
         misplaced = R.misplaced_rules(inv, mesh, hop.host, None)
@@ -258,25 +306,22 @@ def _judge_hop(
             )
         else:
             why = f"no DestinationRule for {hop.host} exists"
-            verdict.no_rule_yet = verdict.no_rule_yet or not hop.via
-        verdict.problems.append(_lead(hop) + why)
+            judged.no_rule_yet = True
+        judged.problems.append(_lead(hop) + why)
         return
+    judged.rules.extend(lookup.rules)
     settings = R.port_tls(lookup, hop.port, hop.subset or None)
-    if not hop.via:
-        for r in lookup.rules:
-            if r not in verdict.rules:
-                verdict.rules.append(r)
     bad = False
     for s in settings:
         if s.tls is None or not s.tls.originates:
             bad = True
-            verdict.problems.append(_lead(hop) + _why_plaintext(s, lookup, hop))
+            judged.problems.append(_lead(hop) + _why_plaintext(s, lookup, hop))
     if bad:
         return
     for s in settings:
         problem = _unverified(s, hop.at_gateway)
         if problem:
-            verdict.warnings.append(
+            judged.warnings.append(
                 f"{_target(hop)}: TLS origination by DestinationRule {_name(s.rule)} ({s.source}) does not "
                 f"verify the server: {problem}"
             )
