@@ -13,14 +13,18 @@ from tests.mesh_fixtures import (
     SEEDS,
     Doc,
     fix_documents,
+    inventory,
     load,
     outcomes,
     pick,
+    resources,
     review,
     with_api_version,
 )
 from webhook import policy as policy_mod
+from webhook.engine import evaluate
 from webhook.findings import Action, Outcome
+from webhook.policy import EnforcementPoint
 
 POLICY = policy_mod.load()
 
@@ -455,3 +459,41 @@ def test_malformed_mirror_is_skipped() -> None:
         {"destination": {"host": "x.org", "port": "x"}}
     ]
     assert _run(world, pick(world, "ServiceEntry")) == []
+
+
+def _review_in(policy: policy_mod.Policy, inv: Any, obj: Doc) -> list[Any]:
+    decision = evaluate(policy, EnforcementPoint.ADMISSION, inv, "CREATE", obj, None)
+    return [o.finding for o in outcomes(decision, RULE_ID) if o.action is Action.DENY]
+
+
+def test_a_replaced_destination_rule_is_judged_anew_in_the_same_inventory() -> None:
+    # Judgements are kept across reviews by the DestinationRule objects they came from: one
+    # replaced in the store (a watch event) must be judged again, in both directions.
+    se = _cnn_se()
+    originating = _dr(_port80(SIMPLE))
+    inv = inventory([originating], POLICY)
+    assert _review_in(POLICY, inv, se) == []
+    inv.upsert(resources([_dr(_port80({"mode": "DISABLE"}))], POLICY)[0])
+    (finding,) = _review_in(POLICY, inv, se)
+    assert "sets tls mode DISABLE" in finding.message
+    assert _review_in(POLICY, inv, se) == [finding]
+    inv.upsert(resources([originating], POLICY)[0])
+    assert _review_in(POLICY, inv, se) == []
+    inv.delete(("DestinationRule", "default", "cnn"))
+    (finding,) = _review_in(POLICY, inv, se)
+    assert "no DestinationRule for edition.cnn.com exists" in finding.message
+
+
+def test_the_same_destination_rules_are_judged_anew_under_other_mesh_settings() -> None:
+    # The root namespace is part of the lookup path: the same inventory objects give another
+    # answer under a policy with another root namespace.
+    inv = inventory([_dr({"tls": SIMPLE}, name="root", ns="mesh-root")], POLICY)
+    other_root = policy_mod.parse(
+        policy_mod.default_policy_text().replace(b"rootNamespace: istio-system", b"rootNamespace: mesh-root"),
+        source="test",
+    )
+    assert other_root.mesh.root_namespace == "mesh-root"
+    (finding,) = _review_in(POLICY, inv, _cnn_se())
+    assert "(default, istio-system)" in finding.message
+    assert _review_in(other_root, inv, _cnn_se()) == []
+    assert len(_review_in(POLICY, inv, _cnn_se())) == 1
