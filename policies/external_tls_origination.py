@@ -15,6 +15,7 @@ turns a compliant ServiceEntry port non-compliant.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -279,12 +280,7 @@ def _judged(inv: InventoryView, mesh: MeshSettings, hop: _Hop, service_ns: str |
 
 
 def _same_objects(a: list[Resource], b: list[Resource]) -> bool:
-    if len(a) != len(b):
-        return False
-    for x, y in zip(a, b, strict=True):  # noqa: SIM110 - a loop: any() over a generator costs more
-        if x is not y:
-            return False
-    return True
+    return len(a) == len(b) and all(map(operator.is_, a, b))
 
 
 def _judge_rules(
