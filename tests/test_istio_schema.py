@@ -1727,3 +1727,75 @@ def test_a_valid_object_with_one_field_replaced_never_raises(kind: str, field: s
 def test_arbitrary_mesh_configs_never_raise(mesh: dict) -> None:
     _review(_operator(mesh))
     _review(_mesh_configmap(yaml.safe_dump(mesh)))
+
+
+# --- remembered verdicts -----------------------------------------------------------------
+# The rule remembers the verdicts of small inputs that recur (route targets, host and port
+# lists, exportTo lists): a verdict must depend on every input that decides it.
+
+
+def _vs_routing_to(destination: dict, namespace: str = "apps") -> dict:
+    spec = {"hosts": ["reviews.apps.svc.cluster.local"], "http": [{"route": [{"destination": destination}]}]}
+    return _obj("VirtualService", spec, namespace=namespace)
+
+
+def test_a_remembered_route_target_does_not_hide_a_problem_of_a_similar_one() -> None:
+    good = {"host": "reviews.apps.svc.cluster.local", "subset": "v1", "port": {"number": 9080}}
+    assert _schema(_review(_vs_routing_to(good))) == []
+    assert _schema(_review(_vs_routing_to(good))) == []
+    dest = ("spec", "http", 0, "route", 0, "destination")
+    for changed, path, message in [
+        ({"subset": "V1_"}, (*dest, "subset"), "subset name is invalid: V1_"),
+        ({"port": {"number": 0}}, (*dest, "port", "number"), "port number 0 must be in the range 1..65535"),
+        ({"port": {}}, (*dest, "port", "number"), "port number 0 must be in the range 1..65535"),
+    ]:
+        found = [
+            (o.finding.path, o.finding.message) for o in _schema(_review(_vs_routing_to(good | changed)))
+        ]
+        assert found == [(path, message)]
+
+
+def test_known_good_route_targets_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from policies._schema import common
+
+    monkeypatch.setattr(common, "_MAX_GOOD_TARGETS", 3)
+    common.GOOD_TARGETS.clear()
+    for i in range(10):
+        assert _schema(_review(_vs_routing_to({"host": f"svc{i}.apps.svc.cluster.local"}))) == []
+        assert len(common.GOOD_TARGETS) <= 3
+    found = [
+        o.finding.message
+        for o in _schema(_review(_vs_routing_to({"host": "svc1.apps.svc.cluster.local", "subset": "_"})))
+    ]
+    assert found == ["subset name is invalid: _"]
+
+
+def test_the_same_problems_are_reported_each_time_an_object_is_reviewed() -> None:
+    spec = {
+        "hosts": ["api.example.com", "*.example.com"],
+        "resolution": "DNS",
+        "exportTo": [".", "apps"],
+        "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}, {"number": 80, "name": "http"}],
+    }
+    first = [o.finding for o in _schema(_review(_obj("ServiceEntry", spec)))]
+    again = [o.finding for o in _schema(_review(_obj("ServiceEntry", spec)))]
+    assert first == again
+    assert [(f.path, f.message) for f in first] == [
+        (("spec", "ports", 1, "name"), 'service entry port name "http" already defined'),
+        (("spec", "ports", 1, "number"), "service entry port 80 already defined"),
+        (("spec", "hosts", 1), "hosts must be FQDN if no endpoints are provided for resolution mode DNS"),
+        (("spec", "ports", 1, "protocol"), "multiple hosts provided with non-HTTP, non-TLS ports"),
+        (("spec", "exportTo", 1), "duplicate entries in exportTo for entry apps"),
+    ]
+
+
+def test_service_entry_verdicts_depend_on_resolution_and_namespace() -> None:
+    ports = [{"number": 80, "name": "http", "protocol": "HTTP", "targetPort": 8080}]
+    spec = {"hosts": ["api.example.com"], "ports": ports, "exportTo": [".", "apps"]}
+    none = _schema(_review(_obj("ServiceEntry", spec | {"resolution": "NONE"}, namespace="apps")))
+    assert [(o.finding.path, o.action) for o in none] == [
+        (("spec", "ports", 0, "targetPort"), Action.WARN),
+        (("spec", "exportTo", 1), Action.DENY),
+    ]
+    dns = _schema(_review(_obj("ServiceEntry", spec | {"resolution": "DNS"}, namespace="other")))
+    assert dns == []
