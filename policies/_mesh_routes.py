@@ -16,7 +16,7 @@ Every lookup goes through `InventoryView.matching` (indexed by host) or `get` (b
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,11 +77,11 @@ class ReviewView:
     __slots__ = ("_inv", "_kind", "_own", "_shared")
 
     def __init__(
-        self, inv: InventoryView, changed_kind: str, shared: dict[tuple[str, str], list[Resource]]
+        self, inv: InventoryView, changed_kind: str, shared: dict[tuple[str, str], Sequence[Resource]]
     ) -> None:
         self._inv = inv
         self._kind = changed_kind
-        self._own: dict[tuple[str, str], list[Resource]] = {}
+        self._own: dict[tuple[str, str], Sequence[Resource]] = {}
         self._shared = shared
 
     def get(self, key: ResourceKey) -> Resource | None:
@@ -90,7 +90,7 @@ class ReviewView:
     def of_kind(self, kind: str) -> list[Resource]:
         return self._inv.of_kind(kind)
 
-    def matching(self, kind: str, host: str) -> list[Resource]:
+    def matching(self, kind: str, host: str) -> Sequence[Resource]:
         memo = self._own if kind == self._kind else self._shared
         key = (kind, host)
         found = memo.get(key)
@@ -103,7 +103,7 @@ def review_views(
     after: InventoryView, before: InventoryView, changed_kind: str
 ) -> tuple[ReviewView, ReviewView]:
     """Memoising views of the world after and before a change to an object of `changed_kind`."""
-    shared: dict[tuple[str, str], list[Resource]] = {}
+    shared: dict[tuple[str, str], Sequence[Resource]] = {}
     return ReviewView(after, changed_kind, shared), ReviewView(before, changed_kind, shared)
 
 

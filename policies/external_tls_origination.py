@@ -16,7 +16,7 @@ turns a compliant ServiceEntry port non-compliant.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -279,7 +279,7 @@ def _judged(inv: InventoryView, mesh: MeshSettings, hop: _Hop, service_ns: str |
     return judged
 
 
-def _same_objects(a: list[Resource], b: list[Resource]) -> bool:
+def _same_objects(a: Sequence[Resource], b: Sequence[Resource]) -> bool:
     return len(a) == len(b) and all(map(operator.is_, a, b))
 
 

@@ -175,7 +175,7 @@ def test_initial_sync_holds_every_kind_in_scope(started: ClusterInventory, api: 
 def test_update_is_seen_by_the_next_lookup(started: ClusterInventory, api: FakeApiServer) -> None:
     stored = api.put(service_entry("api", "api.example.org"))
     assert eventually(lambda: _rv_of(started, "ServiceEntry") >= int(stored["metadata"]["resourceVersion"]))
-    assert started.view.matching("ServiceEntry", "api.example.com") == []
+    assert list(started.view.matching("ServiceEntry", "api.example.com")) == []
     assert [r.name for r in started.view.matching("ServiceEntry", "api.example.org")] == ["api"]
 
 
@@ -189,7 +189,7 @@ def test_added_object_appears(started: ClusterInventory, api: FakeApiServer) -> 
 def test_delete_removes(started: ClusterInventory, api: FakeApiServer) -> None:
     api.delete(NET, "ServiceEntry", "apps", "api")
     assert eventually(lambda: _rv_of(started, "ServiceEntry") >= api.resource_version)
-    assert started.view.matching("ServiceEntry", "api.example.com") == []
+    assert list(started.view.matching("ServiceEntry", "api.example.com")) == []
     assert started.view.get(("ServiceEntry", "apps", "api")) is None
     assert started.counts()["ServiceEntry"] == 0
 

@@ -76,7 +76,7 @@ def test_short_names_resolve_in_the_rule_namespace() -> None:
     assert hosts_of(dr) == ("reviews.shop.svc.cluster.local",)
     inv = MemoryInventory([dr, vs])
     assert [r.name for r in inv.matching("DestinationRule", "reviews.shop.svc.cluster.local")] == ["r"]
-    assert inv.matching("DestinationRule", "reviews.other.svc.cluster.local") == []
+    assert list(inv.matching("DestinationRule", "reviews.other.svc.cluster.local")) == []
     assert [r.name for r in inv.matching("VirtualService", "*.example.com")] == ["v"]
 
 
@@ -86,7 +86,7 @@ def test_kinds_are_indexed_apart() -> None:
     )
     assert [r.kind for r in inv.matching("ServiceEntry", "a.com")] == ["ServiceEntry"]
     assert [r.kind for r in inv.matching("DestinationRule", "a.com")] == ["DestinationRule"]
-    assert inv.matching("Gateway", "a.com") == []
+    assert list(inv.matching("Gateway", "a.com")) == []
     assert len(inv) == 2
 
 
@@ -97,11 +97,11 @@ def test_overlay_replaces_adds_and_removes_without_touching_the_base() -> None:
     new = _se(1, ["new.example.com"])
     after = Overlay(base, remove=old.key, add=new)
     assert after.get(old.key) is new
-    assert after.matching("ServiceEntry", "old.example.com") == []
-    assert after.matching("ServiceEntry", "new.example.com") == [new]
+    assert list(after.matching("ServiceEntry", "old.example.com")) == []
+    assert list(after.matching("ServiceEntry", "new.example.com")) == [new]
     assert {r.name for r in after.of_kind("ServiceEntry")} == {"se-1", "se-2"}
     deleted = Overlay(base, remove=other.key)
     assert deleted.get(other.key) is None
-    assert deleted.matching("ServiceEntry", "*.example.com") == [old]
+    assert list(deleted.matching("ServiceEntry", "*.example.com")) == [old]
     # The base is unchanged.
-    assert base.matching("ServiceEntry", "old.example.com") == [old]
+    assert list(base.matching("ServiceEntry", "old.example.com")) == [old]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from webhook import hosts as H
@@ -24,7 +24,7 @@ class InventoryView(Protocol):
 
     def of_kind(self, kind: str) -> list[Resource]: ...
 
-    def matching(self, kind: str, host: str) -> list[Resource]:
+    def matching(self, kind: str, host: str) -> Sequence[Resource]:
         """Objects of `kind` with a host that overlaps `host` (an FQDN or wildcard)."""
         ...
 
@@ -192,7 +192,7 @@ class MemoryInventory:
         with self._lock:
             return list(self._by_kind.get(kind, {}).values())
 
-    def matching(self, kind: str, host: str) -> list[Resource]:
+    def matching(self, kind: str, host: str) -> Sequence[Resource]:
         with self._lock:
             found = self._matches.get((kind, host))
             if found is None:
@@ -204,13 +204,13 @@ class MemoryInventory:
                 if len(self._matches) >= MATCH_CACHE_SIZE:
                     self._matches.clear()
                 self._matches[(kind, host)] = found
-            return list(found)
+            return found
 
 
 class Overlay:
     """`base` as it would be with `add` in place of the object `remove` names."""
 
-    __slots__ = ("_add", "_add_hosts", "_base", "_domain", "_hide")
+    __slots__ = ("_add", "_add_hosts", "_base", "_domain", "_hide", "_kinds")
 
     def __init__(
         self,
@@ -223,6 +223,7 @@ class Overlay:
         self._base = base
         self._add = add
         self._hide = {k for k in (remove, add.key if add else None) if k is not None}
+        self._kinds = {k[0] for k in self._hide}  # answers of other kinds pass through as they are
         self._domain = domain
         self._add_hosts: tuple[str, ...] | None = None  # computed on the first host lookup
 
@@ -237,8 +238,11 @@ class Overlay:
             out.append(self._add)
         return out
 
-    def matching(self, kind: str, host: str) -> list[Resource]:
-        out = [r for r in self._base.matching(kind, host) if r.key not in self._hide]
+    def matching(self, kind: str, host: str) -> Sequence[Resource]:
+        found = self._base.matching(kind, host)
+        if kind not in self._kinds:
+            return found
+        out = [r for r in found if r.key not in self._hide]
         add = self._add
         if add is not None and add.kind == kind:
             if self._add_hosts is None:
