@@ -34,22 +34,27 @@ def _apply(
 ) -> None:
     node: Any = root
     inside_fresh = False
-    for depth, part in enumerate(path[:-1]):
-        child = node[part] if isinstance(part, int) else node.get(part)
+    last_at = len(path) - 1
+    for depth in range(last_at):
+        part = path[depth]
+        child = node[part] if part.__class__ is int else node.get(part)
         if child is None:
             subtree = _nest(path[depth + 1 :], value, owned, fresh)
             node[part] = subtree
             if not inside_fresh:
                 ops.append({"op": "add", "path": _pointer(path[: depth + 1]), "value": subtree})
             return
-        if id(child) not in owned:
-            child = dict(child) if isinstance(child, Mapping) else list(child)
+        key = id(child)
+        if key not in owned:
+            # JSON and YAML give dicts and lists; other mappings are copied as dicts.
+            child = list(child) if isinstance(child, list) else dict(child)
             node[part] = child
-            owned.add(id(child))
-        inside_fresh = inside_fresh or id(child) in fresh
+            key = id(child)
+            owned.add(key)
+        inside_fresh = inside_fresh or key in fresh
         node = child
-    last = path[-1]
-    existed = last < len(node) if isinstance(last, int) else last in node
+    last = path[last_at]
+    existed = last < len(node) if last.__class__ is int else last in node
     if existed and node[last] == value:
         return  # minimal: an unchanged value is no operation
     node[last] = value
@@ -70,4 +75,7 @@ def _nest(rest: Path, value: Any, owned: set[int], fresh: set[int]) -> Any:
 
 def _pointer(path: Path) -> str:
     # RFC 6901: "~" -> "~0", then "/" -> "~1" (jsonpointer's from_parts costs 5x more).
+    text = "/" + "/".join(map(str, path))
+    if "~" not in text and text.count("/") == len(path):
+        return text  # no part needs escaping: the common case, without a pass per part
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
