@@ -143,7 +143,8 @@ def evaluate(
     existing: frozenset[tuple[str, str, str]] = frozenset()
     if operation == "UPDATE" and old is not None and findings:
         existing = _existing_findings(policy, findings, old, kind, inventory, mesh)
-    decision.outcomes = _resolve(policy, point, findings, namespace, name, today, existing)
+    if findings:
+        decision.outcomes = _resolve(policy, point, findings, namespace, name, today, existing)
     return decision
 
 

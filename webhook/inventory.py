@@ -222,8 +222,13 @@ class Overlay:
     ) -> None:
         self._base = base
         self._add = add
-        self._hide = {k for k in (remove, add.key if add else None) if k is not None}
-        self._kinds = {k[0] for k in self._hide}  # answers of other kinds pass through as they are
+        hide: set[ResourceKey] = set()
+        if remove is not None:
+            hide.add(remove)
+        if add is not None:
+            hide.add(add.key)
+        self._hide = hide
+        self._kinds = {k[0] for k in hide}  # answers of other kinds pass through as they are
         self._domain = domain
         self._add_hosts: tuple[str, ...] | None = None  # computed on the first host lookup
 

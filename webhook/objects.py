@@ -80,7 +80,7 @@ def metadata_of(raw: Mapping[str, Any]) -> tuple[str, str]:
     """(namespace, name); an object without a namespace is in `default`, as kubectl
     would place it."""
     meta = raw.get("metadata")
-    if not isinstance(meta, Mapping):
+    if meta.__class__ is not dict and not isinstance(meta, Mapping):  # dict first: no ABC check
         return "default", ""
     ns = meta.get("namespace")
     name = meta.get("name") or meta.get("generateName") or ""
@@ -93,8 +93,10 @@ def parse(raw: Mapping[str, Any], kind: str) -> Resource | list[Finding]:
     namespace, name = metadata_of(raw)
     meta = raw.get("metadata")
     annotations: Mapping[str, str] = {}
-    if isinstance(meta, Mapping) and isinstance(meta.get("annotations"), Mapping):
-        annotations = meta["annotations"]
+    if meta.__class__ is dict or isinstance(meta, Mapping):
+        found = meta.get("annotations")  # type: ignore[union-attr]
+        if found.__class__ is dict or isinstance(found, Mapping):
+            annotations = found
     api_version = str(raw.get("apiVersion", ""))
 
     if kind == MESH_CONFIG:
