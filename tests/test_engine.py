@@ -4,15 +4,18 @@ enforcement points), exercised with real rules on real objects."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import jsonpatch
 import pytest
+import yaml
 
 from webhook import policy as P
 from webhook.engine import DEFAULTS_APPLIED, EngineInputError, evaluate
 from webhook.findings import Action
 from webhook.inventory import MemoryInventory
+from webhook.objects import Resource, parse, scope_kind
 
 ADMISSION = P.EnforcementPoint.ADMISSION
 
@@ -217,3 +220,29 @@ def test_skip_defaults_annotation_is_honoured_only_when_allowed() -> None:
     assert run(obj, mutate=True).patch == []
     pol = P.parse(b"allowSkipDefaultsAnnotation: false", source="x")
     assert run(obj, pol=pol, mutate=True).patch != []
+
+
+def test_a_parsed_object_handed_in_gives_the_same_decision() -> None:
+    # check and scan parse every object for their inventory and hand the Resource back in.
+    pol = P.load()
+    docs = [
+        d
+        for f in sorted((Path(__file__).parent / "fixtures" / "seeds").glob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+        if isinstance(d, dict)
+    ]
+    resources = []
+    for d in docs:
+        kind = scope_kind(d, pol.mesh.root_namespace)
+        res = parse(d, kind) if kind else None
+        resources.append(res if isinstance(res, Resource) else None)
+    inventory = MemoryInventory(r for r in resources if r is not None)
+    compared = 0
+    for d, res in zip(docs, resources, strict=True):
+        for mutate in (False, True):
+            plain = evaluate(pol, ADMISSION, inventory, "CREATE", d, mutate=mutate)
+            handed = evaluate(pol, ADMISSION, inventory, "CREATE", d, mutate=mutate, parsed_object=res)
+            assert (handed.outcomes, handed.patch) == (plain.outcomes, plain.patch)
+            assert handed.status == plain.status
+            compared += res is not None
+    assert compared >= 2 * 30  # the seeds' objects, not a vacuous loop

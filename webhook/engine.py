@@ -71,7 +71,10 @@ def evaluate(
     validate: bool = True,
     mutate: bool = False,
     today: dt.date | None = None,
+    parsed_object: Resource | None = None,
 ) -> Decision:
+    """`parsed_object`: `obj` as `webhook.objects.parse` already returned it, for callers that
+    parsed every object to build their inventory (Resources are immutable)."""
     load_all()
     if operation not in OPERATIONS:
         raise EngineInputError(f"unknown operation {operation!r}")
@@ -92,7 +95,7 @@ def evaluate(
     decision = Decision(raw_kind, namespace, name, "reviewed")
     today = today or dt.datetime.now(dt.UTC).date()
 
-    parsed = parse(target, kind)
+    parsed = parsed_object if parsed_object is not None and obj is not None else parse(target, kind)
     if isinstance(parsed, list):
         # Istio would refuse it: report that alone; no other rule reasons about it.
         if validate and operation != "DELETE":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import gc
-import itertools
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
@@ -121,17 +120,38 @@ def review(
     applying it would."""
     root = policy.mesh.root_namespace
     resources: list[Resource] = []
-    for raw in itertools.chain(live, (doc.raw for doc in docs)):
-        kind = scope_kind(raw, root)
-        if kind is not None:
-            parsed = parse(raw, kind)
-            if isinstance(parsed, Resource):
-                resources.append(parsed)
+    for raw in live:
+        parsed = _parsed(raw, root)
+        if parsed is not None:
+            resources.append(parsed)
+    inputs: list[Resource | None] = []  # each document parsed once, for the inventory and its review
+    for doc in docs:
+        parsed = _parsed(doc.raw, root)
+        inputs.append(parsed)
+        if parsed is not None:
+            resources.append(parsed)
     inventory = MemoryInventory(resources, domain=policy.mesh.cluster_domain)
     return [
-        evaluate(policy, EnforcementPoint.CHECK, inventory, "CREATE", doc.raw, validate=True, mutate=mutate)
-        for doc in docs
+        evaluate(
+            policy,
+            EnforcementPoint.CHECK,
+            inventory,
+            "CREATE",
+            doc.raw,
+            validate=True,
+            mutate=mutate,
+            parsed_object=parsed,
+        )
+        for doc, parsed in zip(docs, inputs, strict=True)
     ]
+
+
+def _parsed(raw: Mapping[str, Any], root_namespace: str) -> Resource | None:
+    kind = scope_kind(raw, root_namespace)
+    if kind is None:
+        return None
+    parsed = parse(raw, kind)
+    return parsed if isinstance(parsed, Resource) else None
 
 
 def _read_live(

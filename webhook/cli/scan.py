@@ -82,18 +82,19 @@ def scan(
     today = today or dt.datetime.now(dt.UTC).date()
     raws = sorted(objects, key=_sort_key)
     root = policy.mesh.root_namespace
-    resources: list[Resource] = []
+    parsed: list[Resource | None] = []  # each object parsed once, for the inventory and its review
     for raw in raws:
         kind = scope_kind(raw, root)
-        parsed = parse(raw, kind) if kind is not None else None
-        if isinstance(parsed, Resource):
-            resources.append(parsed)
-    inventory = MemoryInventory(resources, domain=policy.mesh.cluster_domain)
+        res = parse(raw, kind) if kind is not None else None
+        parsed.append(res if isinstance(res, Resource) else None)
+    inventory = MemoryInventory((res for res in parsed if res is not None), domain=policy.mesh.cluster_domain)
     result = ScanResult(cluster, objects=len(raws))
     result.expired = [e for e in policy.file.exceptions if not e.active(today)]
-    for raw in raws:
+    for raw, res in zip(raws, parsed, strict=True):
         try:
-            decision = evaluate(policy, EnforcementPoint.SCAN, inventory, "CREATE", raw, today=today)
+            decision = evaluate(
+                policy, EnforcementPoint.SCAN, inventory, "CREATE", raw, today=today, parsed_object=res
+            )
         except Exception as exc:
             meta = raw.get("metadata") or {}
             result.errors.append(
