@@ -9,6 +9,8 @@ documented shape: istio.io egress/wildcard-egress-hosts). Checked on two kinds:
   gateway service (a port left out goes direct);
 - a VirtualService with a wildcard host bound to `mesh` must send every mesh route there.
 Gateways may use wildcard hosts: that is what going through the gateway means.
+The other direction too: a change to a VirtualService or Gateway (an update, a delete)
+that leaves a wildcard ServiceEntry, compliant before it, going direct is refused.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from policies import _mesh_routes as R
 from webhook import hosts as H
 from webhook.context import Context
 from webhook.findings import Finding, format_path
+from webhook.inventory import InventoryView, hosts_of
 from webhook.models import Gateway, ServiceEntry, ServicePort, VirtualService
-from webhook.objects import Resource
+from webhook.objects import Resource, ResourceKey
 from webhook.policy import MeshSettings
 from webhook.registry import rule
 
@@ -31,7 +34,7 @@ RULE_ID = "wildcard-host-egress-gateway"
 @rule(
     id=RULE_ID,
     title="Wildcard external hosts are reached only through the egress gateway",
-    kinds=("ServiceEntry", "VirtualService"),
+    kinds=("ServiceEntry", "VirtualService", "Gateway"),
     remediation=(
         "Route the wildcard host through the egress gateway: a Gateway that selects the egress gateway, "
         "and a VirtualService bound to mesh and to that Gateway whose mesh routes send every port of the "
@@ -40,15 +43,20 @@ RULE_ID = "wildcard-host-egress-gateway"
     ),
 )
 def check(ctx: Context) -> Iterator[Finding]:
-    if ctx.operation == "DELETE":
-        return
     spec = ctx.resource.spec
-    # Most objects name no wildcard host: that is asked here, before any generator is made.
     if isinstance(spec, ServiceEntry):
-        if spec.is_mesh_external and _any_wildcard(spec.hosts):
+        # Most objects name no wildcard host: that is asked here, before any generator is made.
+        if ctx.operation != "DELETE" and spec.is_mesh_external and _any_wildcard(spec.hosts):
             yield from _check_service_entry(ctx, spec)
-    elif isinstance(spec, VirtualService) and _any_wildcard(spec.hosts) and R.binds_mesh(ctx.resource):
+        return
+    if (
+        ctx.operation != "DELETE"
+        and isinstance(spec, VirtualService)
+        and _any_wildcard(spec.hosts)
+        and R.binds_mesh(ctx.resource)
+    ):
         yield from _check_virtual_service(ctx, spec)
+    yield from _left_direct(ctx)
 
 
 def _any_wildcard(hosts: list[str]) -> bool:
@@ -235,6 +243,55 @@ def _check_virtual_service(ctx: Context, spec: VirtualService) -> Iterator[Findi
                 f"Send the mesh routes to the egress gateway service ({gateways}) and forward from there in "
                 "routes bound to the egress Gateway, or remove mesh from the VirtualService's gateways.",
             )
+
+
+# --- the other direction: VirtualServices and Gateways that carried a wildcard host ------
+
+
+def _left_direct(ctx: Context) -> Iterator[Finding]:
+    """Findings for wildcard ServiceEntries routed through the egress gateway without the
+    change under review (`before`) and not with it (`inventory`)."""
+    res, mesh = ctx.resource, ctx.mesh
+    spec = res.spec
+    if ctx.operation == "CREATE" and not (isinstance(spec, VirtualService) and _any_wildcard(spec.hosts)):
+        return  # a new Gateway, or a VirtualService for concrete names, takes no route away
+    domain = mesh.cluster_domain
+    hosts: set[str] = set()
+    for version in (ctx.before.get(res.key), ctx.inventory.get(res.key)):
+        if version is not None:
+            hosts.update(hosts_of(version, domain))
+    if not hosts:
+        return
+    entries: dict[ResourceKey, Resource] = {}
+    for host in hosts:
+        for se in ctx.before.matching("ServiceEntry", host):
+            found = se.spec
+            if isinstance(found, ServiceEntry) and found.is_mesh_external and _any_wildcard(found.hosts):
+                entries[se.key] = se
+    done = {"CREATE": "creating", "UPDATE": "this change to", "DELETE": "deleting"}.get(ctx.operation, "")
+    path = ("spec", "servers") if res.kind == "Gateway" else ("spec", "hosts")
+    for key in sorted(entries):
+        after = ctx.inventory.get(key)
+        if after is None:
+            continue  # the ServiceEntry itself is gone
+        now = list(_service_entry_findings(ctx, after, ctx.inventory))
+        if not now or list(_service_entry_findings(ctx, entries[key], ctx.before)):
+            continue  # still routed, or already direct before (reported on the ServiceEntry)
+        yield Finding(
+            RULE_ID,
+            path,
+            f"{done} {res.kind} {_name(res)} takes a wildcard ServiceEntry off the egress gateway: "
+            f"{now[0].message}",
+            f"Keep {_name(after)} routed through the egress gateway: apply the replacement Gateway and "
+            "VirtualService first, or delete or narrow the ServiceEntry in the same change.",
+        )
+
+
+def _service_entry_findings(ctx: Context, se: Resource, world: InventoryView) -> Iterator[Finding]:
+    spec = se.spec
+    assert isinstance(spec, ServiceEntry)
+    seen = Context(se, "CREATE", world, world, ctx.mesh, ctx.params, {})
+    return _check_service_entry(seen, spec)
 
 
 # --- fixes -------------------------------------------------------------------------------

@@ -299,3 +299,81 @@ def test_existing_violation_is_downgraded_on_update_and_messages_are_stable() ->
 
 def test_delete_is_not_reviewed() -> None:
     assert _findings([_wiki_se()], None, "DELETE", _wiki_se()) == []  # type: ignore[arg-type]
+
+
+# --- the other direction: changes that take a compliant wildcard host off the gateway ------
+
+
+def _routed_world() -> tuple[list[Doc], Doc, Doc, Doc]:
+    """The documented shape with the seed's ServiceEntry: compliant."""
+    shape = _shape()
+    se = _wiki_se()
+    assert _findings(shape, se) == []
+    return [*shape, se], se, pick(shape, "VirtualService"), pick(shape, "Gateway")
+
+
+def test_deleting_the_egress_virtualservice_is_denied_naming_the_service_entry() -> None:
+    world, _, vs, _ = _routed_world()
+    (finding,) = _findings(world, None, "DELETE", vs)  # type: ignore[arg-type]
+    assert finding.path_text == "spec.hosts"
+    assert finding.message.startswith(
+        "deleting VirtualService default/direct-wikipedia-through-egress-gateway takes a wildcard "
+        "ServiceEntry off the egress gateway: wildcard host *.wikipedia.org of ServiceEntry default/wikipedia"
+    )
+    assert "Keep default/wikipedia routed through the egress gateway" in finding.fix
+    decision = review(POLICY, world, "DELETE", None, vs)
+    assert not decision.allowed
+
+
+def test_an_update_sending_mesh_traffic_direct_is_denied() -> None:
+    world, _, vs, _ = _routed_world()
+    new = copy.deepcopy(vs)
+    new["spec"]["tls"] = [r for r in new["spec"]["tls"] if "mesh" not in r["match"][0]["gateways"]]
+    messages = [f.message for f in _findings(world, new, "UPDATE", vs)]
+    assert len(messages) == 1 and messages[0].startswith("this change to VirtualService default/direct-")
+    assert "of wildcard host *.wikipedia.org of ServiceEntry default/wikipedia goes direct" in messages[0]
+    assert messages[0].endswith("has no mesh route for port 443")
+
+
+def test_deleting_the_egress_gateway_is_denied_at_its_servers() -> None:
+    world, _, _, gw = _routed_world()
+    (finding,) = _findings(world, None, "DELETE", gw)  # type: ignore[arg-type]
+    assert finding.path_text == "spec.servers"
+    assert "deleting Gateway default/istio-egressgateway" in finding.message
+    assert "Gateway default/istio-egressgateway does not exist" in finding.message
+
+
+def test_changes_that_keep_the_route_or_concern_other_hosts_pass() -> None:
+    world, se, vs, gw = _routed_world()
+    relabelled = copy.deepcopy(vs)
+    relabelled["metadata"]["labels"] = {"team": "search"}
+    assert _findings(world, relabelled, "UPDATE", vs) == []
+    other = copy.deepcopy(gw)
+    other["metadata"]["name"] = "unrelated"
+    other["spec"]["servers"][0]["hosts"] = ["api.example.com"]
+    assert _findings([*world, other], None, "DELETE", other) == []  # type: ignore[arg-type]
+    # Deleting the ServiceEntry together with its routing: nothing is left going direct.
+    without_se = [d for d in world if d is not se]
+    assert _findings(without_se, None, "DELETE", vs) == []  # type: ignore[arg-type]
+
+
+def test_a_service_entry_already_direct_is_reported_on_itself_not_on_the_change() -> None:
+    world, se, vs, _ = _routed_world()
+    broken_gw = [d for d in world if d["kind"] != "Gateway"]  # direct before the change
+    assert _findings(broken_gw, se) != []
+    assert _findings(broken_gw, None, "DELETE", vs) == []  # type: ignore[arg-type]
+
+
+def test_creating_a_wildcard_virtualservice_not_bound_to_the_egress_gateway_is_denied() -> None:
+    # A second mesh VirtualService for the same wildcard host that routes to the gateway
+    # service but is bound to no egress Gateway: sidecars now pick either.
+    world, _, vs, _ = _routed_world()
+    rival = copy.deepcopy(vs)
+    rival["metadata"]["name"] = "rival"
+    rival["spec"]["gateways"] = ["mesh"]
+    rival["spec"]["tls"] = [r for r in rival["spec"]["tls"] if "mesh" in r["match"][0]["gateways"]]
+    messages = [f.message for f in _findings(world, rival)]
+    assert len(messages) == 1 and messages[0].startswith(
+        "creating VirtualService default/rival takes a wildcard ServiceEntry off the egress gateway"
+    )
+    assert "VirtualService default/rival is not bound to a Gateway that selects the egress" in messages[0]
