@@ -424,3 +424,21 @@ def test_a_cluster_that_refuses_the_list_exits_2(live_cluster: tuple[FakeApiServ
     proc = run(fixture("mesh"), "--kubeconfig", kubeconfig)
     assert proc.returncode == 2
     assert "not allowed to list destinationrules" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_object_defined_twice_is_reviewed_twice_with_a_warning(tmp_path: Path) -> None:
+    # A tree holding a kustomize base and an overlay: the same object in two files.
+    vs = (ROOT / fixture("mesh", "virtualservice.yaml")).read_text()
+    for env in ("base", "prod"):
+        (tmp_path / env).mkdir()
+        (tmp_path / env / "vs.yaml").write_text(vs)
+    code, doc = run_json(str(tmp_path))
+    assert code == 0 and doc["summary"]["reviewed"] == 2
+    (notice,) = doc["notices"]
+    assert notice["file"].endswith("prod/vs.yaml") and notice["line"] == 1
+    assert f"is also defined at {tmp_path / 'base' / 'vs.yaml'}:1" in notice["message"]
+    text = run(str(tmp_path))
+    assert "1 objects defined more than once" in text.stdout
+    assert text.stderr.count("warning:") == 1 and "prod/vs.yaml:1: warning: VirtualService" in text.stderr
+    _, single = run_json(fixture("mesh"))
+    assert "notices" not in single

@@ -22,7 +22,7 @@ from webhook.engine import Decision, evaluate
 from webhook.findings import format_path
 from webhook.fixer import Fix, FixError, fix_file
 from webhook.inventory import MemoryInventory
-from webhook.objects import Resource, parse, scope_kind
+from webhook.objects import Resource, metadata_of, parse, scope_kind
 from webhook.policy import EnforcementPoint, Policy, PolicyError, load
 from webhook.report import FORMATS, InputError, ObjectResult, Report, ReportFinding, render
 from webhook.sources import STDIN, SourceDocument, SourceStats, iter_documents
@@ -98,6 +98,7 @@ def command(
     finally:
         gc.enable()
     report.files, report.not_objects = stats.files, len(stats.not_objects)
+    report.notices = duplicates(docs, policy.mesh.root_namespace)
     for doc, decision in zip(docs, decisions, strict=True):
         report.objects.append(_result(doc, decision, show_defaults))
     if fix:
@@ -105,6 +106,8 @@ def command(
 
     for err in report.errors:
         click.echo(f"{err.location}: error: {err.message}", err=True)
+    for notice in report.notices:
+        click.echo(f"{notice.location}: warning: {notice.message}", err=True)
     out = output or click.get_text_stream("stdout")
     color = output is None and fmt == "text" and out.isatty()
     click.echo(render(report, fmt, color=color), file=out, nl=False, color=color)
@@ -144,6 +147,34 @@ def review(
         )
         for doc, parsed in zip(docs, inputs, strict=True)
     ]
+
+
+def duplicates(docs: list[SourceDocument], root_namespace: str) -> list[InputError]:
+    """A notice for each in-scope object defined again later in the input (a tree holding a
+    kustomize base and its overlays, say): every definition is reviewed, but the inventory
+    can hold only one, the last read."""
+    first: dict[tuple[str, str, str], SourceDocument] = {}
+    out: list[InputError] = []
+    for doc in docs:
+        kind = scope_kind(doc.raw, root_namespace)
+        if kind is None:
+            continue
+        namespace, name = metadata_of(doc.raw)
+        key = (kind, namespace, name)
+        earlier = first.setdefault(key, doc)
+        if earlier is not doc:
+            out.append(
+                InputError(
+                    doc.file,
+                    doc.line,
+                    f"{doc.raw.get('kind')} {namespace}/{name} is also defined at "
+                    f"{earlier.file}:{earlier.line}; "
+                    "each is reviewed, and the other objects are checked against the last one read. "
+                    "Check each rendered environment on its own (kustomize build overlays/prod | "
+                    "meshwarden check -).",
+                )
+            )
+    return out
 
 
 def _parsed(raw: Mapping[str, Any], root_namespace: str) -> Resource | None:

@@ -97,6 +97,7 @@ class Report:
     fail_on: str = "deny"
     show_defaults: bool = False
     fixed: list[str] = field(default_factory=list)  # files rewritten by --fix
+    notices: list[InputError] = field(default_factory=list)  # input worth a word; not a failure
     cluster: str = ""  # the live cluster whose objects joined the inventory, if any
     cluster_objects: int = 0
 

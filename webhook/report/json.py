@@ -29,6 +29,8 @@ def render(report: Report) -> str:
             for o in report.objects
             if o.patch
         ]
+    if report.notices:
+        doc["notices"] = [{"file": n.file, "line": n.line, "message": n.message} for n in report.notices]
     if report.fixed:
         doc["fixed"] = report.fixed
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -88,6 +88,8 @@ def _summary(report: Report, style: Callable[..., str]) -> str:
         extra.append(f"{len(report.fixed)} files fixed")
     if s["errors"]:
         extra.append(f"{s['errors']} unreadable inputs")
+    if report.notices:
+        extra.append(f"{len(report.notices)} objects defined more than once (see the warnings)")
     if report.cluster:
         extra.append(f"inventory includes {report.cluster_objects} objects from {report.cluster}")
     text = "; ".join([parts[0], parts[1], *extra])
