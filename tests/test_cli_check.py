@@ -158,6 +158,7 @@ def test_junit_has_one_testcase_per_object() -> None:
     proc = run("--format", "junit", fixture("broken"), fixture("mesh", "app.yaml"))
     assert proc.returncode == 1
     root = ET.fromstring(proc.stdout)
+    assert root.get("name") == "meshwarden check"
     cases = root.findall(".//testcase")
     assert len(cases) == 5  # 3 reviewed + Deployment + Service (skipped)
     assert root.get("tests") == "5" and root.get("failures") == "2" and root.get("skipped") == "2"

@@ -211,6 +211,7 @@ def test_sarif_and_junit_come_from_the_check_report_renderers(api: FakeApiServer
     junit = run("--kubeconfig", kubeconfig, "--format", "junit")
     assert junit.exit_code == 1
     root = ET.fromstring(junit.stdout.split("\n", 1)[1])
+    assert root.get("name") == "meshwarden scan"
     suites = {s.get("name"): s for s in root.iter("testsuite")}
     assert set(suites) == {
         "namespaces/apps",

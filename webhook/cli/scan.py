@@ -146,7 +146,7 @@ def to_report(result: ScanResult) -> Report:
     """The scan as a `meshwarden check` report, for the SARIF and JUnit renderers. A live
     object has no file: objects are grouped under `namespaces/<namespace>` (one JUnit
     suite, one SARIF artifact per namespace), each named by kind/namespace/name."""
-    report = Report()
+    report = Report(tool="meshwarden scan")
     objects: dict[tuple[str, str, str], ObjectResult] = {}
     for kind, namespace, name, status in result.reviewed:
         objects[(kind, namespace, name)] = ObjectResult(

@@ -98,6 +98,7 @@ class Report:
     show_defaults: bool = False
     fixed: list[str] = field(default_factory=list)  # files rewritten by --fix
     notices: list[InputError] = field(default_factory=list)  # input worth a word; not a failure
+    tool: str = "meshwarden check"  # the command that made the report, as JUnit names it
     cluster: str = ""  # the live cluster whose objects joined the inventory, if any
     cluster_objects: int = 0
 

@@ -15,7 +15,7 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def render(report: Report) -> str:
-    root = ET.Element("testsuites", name="meshwarden check")
+    root = ET.Element("testsuites", name=report.tool)
     files: dict[str, tuple[list[ObjectResult], list[InputError]]] = {}
     for obj in report.objects:
         files.setdefault(obj.file, ([], []))[0].append(obj)
