@@ -6,12 +6,18 @@ default event loop and HTTP implementation, no access log), so the benchmark com
 request path and nothing else:
 
     python bench/bare_app.py --port 9443 --cert-dir certs
+
+`--busy-us N` makes it a control instead: after parsing, it keeps the CPU busy for N
+microseconds per request, so it serves at a chosen fraction of the bare rate with no
+other difference. Latency percentiles of a server of a given speed can then be compared
+with meshwarden's at the same speed (see bench/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import ssl
+import time
 from pathlib import Path
 
 import uvicorn
@@ -21,21 +27,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 
-async def _allow(request: Request) -> Response:
-    review = await request.json()
-    uid = review["request"]["uid"]
-    return JSONResponse(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "response": {"uid": uid, "allowed": True},
-        }
-    )
+def create_app(busy_seconds: float = 0.0) -> Starlette:
+    async def allow(request: Request) -> Response:
+        review = await request.json()
+        uid = review["request"]["uid"]
+        if busy_seconds:
+            until = time.perf_counter() + busy_seconds
+            while time.perf_counter() < until:
+                pass
+        return JSONResponse(
+            {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "response": {"uid": uid, "allowed": True},
+            }
+        )
 
-
-def create_app() -> Starlette:
     return Starlette(
-        routes=[Route("/validate", _allow, methods=["POST"]), Route("/mutate", _allow, methods=["POST"])]
+        routes=[Route("/validate", allow, methods=["POST"]), Route("/mutate", allow, methods=["POST"])]
     )
 
 
@@ -45,10 +54,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9443)
     parser.add_argument("--cert-dir", type=Path, required=True, help="holds tls.crt and tls.key")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--busy-us", type=float, default=0.0, help="CPU time to burn per request (a control)")
     args = parser.parse_args()
     # The same settings as webhook/cli/serve.py, so only the application differs.
     config = uvicorn.Config(
-        create_app(),
+        create_app(args.busy_us / 1e6),
         host=args.host,
         port=args.port,
         ssl_certfile=str(args.cert_dir / "tls.crt"),
