@@ -6,16 +6,17 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from webhook.audit import AuditLog, build_record, rotated_files
+from webhook.audit import AuditLog, build_record, read_key, record_hash, rotated_files
 from webhook.cli import main
 from webhook.findings import Action, Finding, Outcome
 
 
-def _fill(path: Path, n: int, **kwargs: int) -> list[str]:
+def _fill(path: Path, n: int, **kwargs: Any) -> list[str]:
     hashes: list[str] = []
     with AuditLog(path, **kwargs) as audit:
         for i in range(n):
@@ -201,3 +202,65 @@ def test_console_script_runs_verify(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("OK: 4 records in 1 file,")
+
+
+# --- a keyed chain -------------------------------------------------------------------------
+
+
+def test_a_keyed_log_verifies_only_with_its_key(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
+    path = tmp_path / "audit.log"
+    _fill(path, 5, key=read_key(key))
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert {r["alg"] for r in records} == {"hmac-sha256"}
+
+    code, out, _ = _run("audit", "verify", "--key-file", str(key), str(path))
+    assert code == 0 and "OK: 5 records in 1 file, chain intact from the start, every record keyed" in out
+
+    code, _, err = _run("audit", "verify", str(path))
+    assert code == 1 and "audit.log:1: record (uid uid-0) keyed: " in err and "--key-file" in err
+
+    other = tmp_path / "other"
+    other.write_bytes(b"another key, long enough to use")
+    code, _, err = _run("audit", "verify", "--key-file", str(other), str(path))
+    assert code == 1 and "edited: its content does not match its hash (with this key)" in err
+
+
+def test_a_rewritten_keyed_log_is_caught_even_with_hashes_recomputed(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"0123456789abcdef0123456789abcdef")
+    path = tmp_path / "audit.log"
+    _fill(path, 4, key=read_key(key_file))
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    # Whoever rewrites the log without the key can recompute plain hashes, or keep the
+    # keyed marker and guess: both are refused.
+    forged = dict(records[2], verdict="allowed", findings=[])
+    for label, mangle in (
+        ("unkeyed", lambda r: {k: v for k, v in r.items() if k != "alg"}),
+        ("edited", lambda r: r),
+    ):
+        chain, prev = [], records[0]["prev"]
+        for r in [records[0], records[1], forged, records[3]]:
+            r = mangle(dict(r, prev=prev))
+            r["hash"] = record_hash(r)  # a plain sha256 over the record, as one could compute
+            chain.append(r)
+            prev = r["hash"]
+        copy = tmp_path / f"{label}.log"
+        copy.write_text("".join(json.dumps(r) + "\n" for r in chain))
+        code, _, err = _run("audit", "verify", "--key-file", str(key_file), str(copy))
+        assert code == 1 and f"record (uid uid-0) {label}:" in err, err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "No such file"), (b"short\n", "holds 5 bytes; use at least 16 random bytes")],
+)
+def test_an_unusable_key_file_exits_2(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "audit.log"
+    _fill(path, 1)
+    key = tmp_path / "key"
+    if content is not None:
+        key.write_bytes(content)
+    code, _, err = _run("audit", "verify", "--key-file", str(key), str(path))
+    assert code == 2 and message in err

@@ -92,9 +92,9 @@ def _records(*paths: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for p in paths for line in p.read_text().splitlines()]
 
 
-def _verify_cli(*paths: Path) -> subprocess.CompletedProcess[str]:
+def _verify_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "webhook", "audit", "verify", *map(str, paths)],
+        [sys.executable, "-m", "webhook", "audit", "verify", *map(str, args)],
         capture_output=True,
         text=True,
         check=False,
@@ -475,3 +475,39 @@ def test_policy_reload_is_counted_and_recorded(tmp_path: Path) -> None:
     old, new = _records(audit)
     assert old["policy"] != new["policy"] == new_sha
     assert [f["action"] for f in new["findings"]] == ["warn"]
+
+
+# --- a keyed chain, written by the real server ------------------------------------------------
+
+
+def test_serve_with_a_key_writes_a_chain_only_the_key_verifies(tmp_path: Path) -> None:
+    audit, key = tmp_path / "audit.log", tmp_path / "audit-key"
+    key.write_bytes(b"a key from a mounted Secret, 32+ bytes\n")
+    with serve(tmp_path, "--audit-log", str(audit), "--audit-key-file", str(key)) as server:
+        answers = _hammer(server, 60, 4)
+    records = _records(audit)
+    assert len(records) == len(answers) == 60 and {r["alg"] for r in records} == {"hmac-sha256"}
+    assert verify(read_lines([audit]), key=key.read_bytes().rstrip(b"\n")).ok
+    assert verify(read_lines([audit])).broken.problem == "keyed"  # type: ignore[union-attr]
+    keyed = _verify_cli(audit, "--key-file", str(key))
+    assert keyed.returncode == 0 and "every record keyed" in keyed.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--audit-key-file", "{key}"), "--audit-key-file keys the audit log: give --audit-log"),
+        (("--audit-log", "{log}", "--audit-key-file", "{tmp}/missing"), "audit key"),
+        (("--audit-log", "{log}", "--audit-key-file", "{short}"), "use at least 16 random bytes"),
+    ],
+)
+def test_serve_refuses_an_unusable_audit_key(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    (tmp_path / "key").write_bytes(b"0123456789abcdef0123")
+    (tmp_path / "short").write_bytes(b"tiny")
+    values = {"key": tmp_path / "key", "log": tmp_path / "audit.log", "tmp": tmp_path}
+    values["short"] = tmp_path / "short"
+    with (
+        pytest.raises(RuntimeError, match=re.escape(message)),
+        serve(tmp_path, *(a.format(**values) for a in args)),
+    ):
+        pass

@@ -9,6 +9,13 @@ whitespace (`,` and `:` separators) and ASCII only (`\\uXXXX` escapes), as
 record are integers, so any JSON library can reproduce it. The chain continues across
 rotated files and across restarts (the head is read back from the newest file at start).
 
+Keyed chain. A plain hash chain shows edits to anyone who kept a later head hash, but
+someone who can rewrite the whole file can also recompute every hash. With a key
+(`serve --audit-key-file`, from a Secret the writer of the log files cannot read back),
+every record carries `"alg": "hmac-sha256"` and its `hash` is HMAC-SHA256 with that key over
+the same canonical encoding: without the key a rewritten record cannot be given a hash
+that `meshwarden audit verify --key-file` accepts.
+
 Destinations. A file, rotated by size (`audit.log` -> `audit.log.1` -> ... like logrotate,
 the chain running from the highest-numbered file to the live one), and/or a stream
 (stdout, for a cluster log pipeline). A failed write is logged with the record itself,
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import io
 import json
 import logging
@@ -36,6 +44,8 @@ from webhook.findings import Outcome
 
 GENESIS = "0" * 64
 VERDICTS = ("allowed", "denied", "mutated", "error")
+KEYED = "hmac-sha256"  # the `alg` of records hashed with a key
+MIN_KEY_BYTES = 16
 log = logging.getLogger("meshwarden.audit")
 
 _TAIL_CHUNK = 64 * 1024
@@ -47,8 +57,29 @@ def canonical(record: Mapping[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
-def record_hash(record: Mapping[str, Any]) -> str:
+def record_hash(record: Mapping[str, Any], key: bytes | None = None) -> str:
+    """sha256 of the canonical encoding, or HMAC-SHA256 with `key` (keyed records)."""
+    if key is not None:
+        return hmac.new(key, canonical(record), hashlib.sha256).hexdigest()
     return hashlib.sha256(canonical(record)).hexdigest()
+
+
+class AuditKeyError(ValueError):
+    """The audit key file cannot be used."""
+
+
+def read_key(path: str | os.PathLike[str]) -> bytes:
+    """An audit key from a file (a mounted Secret): its bytes, a trailing newline left out."""
+    try:
+        key = Path(path).read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        raise AuditKeyError(f"audit key {path}: {exc.strerror or exc}") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise AuditKeyError(
+            f"audit key {path} holds {len(key)} bytes; use at least {MIN_KEY_BYTES} random bytes "
+            "(e.g. head -c 32 /dev/urandom | base64)"
+        )
+    return key
 
 
 def rfc3339(moment: dt.datetime | None = None) -> str:
@@ -86,6 +117,7 @@ class AuditLog:
         backups: int = 10,
         fsync: bool = False,
         on_failure: Callable[[str], None] | None = None,
+        key: bytes | None = None,
     ) -> None:
         if path is None and stream is None:
             raise ValueError("an audit log needs a file path, a stream, or both")
@@ -99,6 +131,7 @@ class AuditLog:
         self._stream = stream
         self._fsync = fsync
         self._on_failure = on_failure
+        self._key = key
         self._lock = threading.Lock()
         self._file: Any = None  # raw (unbuffered) file: one write() per record
         self._ident: tuple[int, int] | None = None
@@ -123,8 +156,13 @@ class AuditLog:
         (logged, counted, `healthy` false). The record gains `prev` and `hash`."""
         with self._lock:
             record["prev"] = self.prev
+            if self._key is not None:
+                record["alg"] = KEYED
             body = json.dumps(record, sort_keys=True, separators=(",", ":"))
-            digest = hashlib.sha256(body.encode("ascii")).hexdigest()
+            if self._key is not None:
+                digest = hmac.new(self._key, body.encode("ascii"), hashlib.sha256).hexdigest()
+            else:
+                digest = hashlib.sha256(body.encode("ascii")).hexdigest()
             record["hash"] = digest
             # `hash` is appended last rather than re-sorting: one dumps per record, and
             # a verifier re-canonicalises anyway.

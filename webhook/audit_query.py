@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from webhook.audit import GENESIS, VERDICTS, record_hash
+from webhook.audit import GENESIS, KEYED, VERDICTS, record_hash
 
 Line = tuple[str, int, str]  # source, 1-based line number, text without the newline
 
@@ -75,7 +75,7 @@ class Break:
 
     source: str
     line: int
-    problem: str  # edited | removed | reordered | malformed | unanchored
+    problem: str  # edited | removed | reordered | malformed | unanchored | keyed | unkeyed
     detail: str
     uid: str = ""
 
@@ -116,11 +116,14 @@ class Verification:
         return out
 
 
-def verify(lines: Iterable[Line], anchor: str | None = None, *, partial: bool = False) -> Verification:
+def verify(
+    lines: Iterable[Line], anchor: str | None = None, *, partial: bool = False, key: bytes | None = None
+) -> Verification:
     """Check the chain over `lines` (in chain order). The first record must follow
     `anchor` (default: the genesis hash, i.e. the log is complete from its start); with
     `partial` it may follow any record (older files were rotated away), and
-    `first_prev` says which."""
+    `first_prev` says which. With `key`, every record must be keyed and its HMAC right;
+    without, a keyed record cannot be checked and stops the verification."""
     expected = anchor if anchor is not None else GENESIS
     result = Verification(first_prev=expected)
     seen: dict[str, tuple[str, int]] = {}
@@ -133,8 +136,13 @@ def verify(lines: Iterable[Line], anchor: str | None = None, *, partial: bool = 
             result.broken = Break(source, number, "malformed", problem)
             return result
         uid = record.get("uid") if isinstance(record.get("uid"), str) else ""
-        if record_hash(record) != record["hash"]:
-            result.broken = Break(source, number, "edited", "its content does not match its hash", uid)
+        keyed = record.get("alg") == KEYED
+        if keyed != (key is not None):
+            result.broken = _key_mismatch(source, number, uid, keyed)
+            return result
+        if record_hash(record, key) != record["hash"]:
+            what = "its hash (with this key)" if key is not None else "its hash"
+            result.broken = Break(source, number, "edited", f"its content does not match {what}", uid)
             return result
         prev = record["prev"]
         if partial and result.records == 0 and not seen:
@@ -147,6 +155,19 @@ def verify(lines: Iterable[Line], anchor: str | None = None, *, partial: bool = 
         result.head = expected
         result.records += 1
     return result
+
+
+def _key_mismatch(source: str, number: int, uid: str, keyed: bool) -> Break:
+    if keyed:
+        detail = "the record is keyed (hmac-sha256): verify with --key-file"
+        return Break(source, number, "keyed", detail, uid)
+    return Break(
+        source,
+        number,
+        "unkeyed",
+        "the record has a plain sha256 hash where the log is keyed: anyone could have written it",
+        uid,
+    )
 
 
 def _parse_record(text: str) -> tuple[dict[str, Any] | None, str]:

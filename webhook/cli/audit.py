@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import click
 
-from webhook.audit import GENESIS, VERDICTS
+from webhook.audit import GENESIS, VERDICTS, AuditKeyError, read_key
 from webhook.audit_query import (
     AuditReadError,
     Filters,
@@ -54,8 +54,15 @@ _paths = click.argument("paths", nargs=-1, required=True, type=click.Path(path_t
     help="Accept a first record that follows a record no longer present (older files rotated "
     "away); the anchor it follows is printed.",
 )
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The key the log was written with (serve --audit-key-file): every record must carry its HMAC.",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def verify_command(paths: tuple[Path, ...], anchor: str | None, partial: bool, fmt: str) -> None:
+def verify_command(
+    paths: tuple[Path, ...], anchor: str | None, partial: bool, key_file: Path | None, fmt: str
+) -> None:
     """Check the hash chain over PATHS (rotated files are put in order: audit.log.2,
     audit.log.1, audit.log). Exit 0 when intact, 1 at the first broken record."""
     if anchor is not None and not _HEX64.fullmatch(anchor):
@@ -63,17 +70,19 @@ def verify_command(paths: tuple[Path, ...], anchor: str | None, partial: bool, f
     if anchor is not None and partial:
         _fail("--anchor and --partial exclude each other")
     try:
-        result = verify(read_lines(paths), anchor=anchor, partial=partial)
-    except AuditReadError as exc:
+        key = read_key(key_file) if key_file is not None else None
+        result = verify(read_lines(paths), anchor=anchor, partial=partial, key=key)
+    except (AuditReadError, AuditKeyError) as exc:
         _fail(str(exc))
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))
     elif result.broken is None:
         files = len(result.sources)
         start = "from the start" if result.first_prev == GENESIS else f"after {result.first_prev}"
+        keyed = ", every record keyed" if key is not None else ""
         click.echo(
             f"OK: {result.records} records in {files} file{'s' if files != 1 else ''}, chain intact "
-            f"{start}; head {result.head or result.first_prev}"
+            f"{start}{keyed}; head {result.head or result.first_prev}"
         )
     else:
         click.echo(f"BROKEN after {result.records} good records: {result.broken.describe()}", err=True)

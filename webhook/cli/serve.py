@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import uvicorn
 
-from webhook.audit import AuditLog, replica_name
+from webhook.audit import AuditKeyError, AuditLog, read_key, replica_name
 from webhook.cert_reload import CertificateError, CertReloader, read_pair
 from webhook.certs import DEV_NAMES, ensure_dev_certs
 from webhook.cluster import ClusterError, in_cluster
@@ -79,6 +79,12 @@ log = logging.getLogger("meshwarden")
 )
 @click.option("--audit-fsync", is_flag=True, help="fsync the audit file after every record.")
 @click.option(
+    "--audit-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Key the audit chain with HMAC-SHA256 (a file holding at least 16 random bytes, e.g. a "
+    "mounted Secret), so a rewritten log cannot be re-hashed without it.",
+)
+@click.option(
     "--replica",
     default=replica_name,
     show_default="$POD_NAME, else $HOSTNAME",
@@ -122,6 +128,7 @@ def command(
     audit_max_bytes: int,
     audit_backups: int,
     audit_fsync: bool,
+    audit_key_file: Path | None,
     replica: str,
     shutdown_delay: float,
     cert_check_interval: float,
@@ -201,7 +208,13 @@ def command(
         metrics.track_inventory(lambda: len(files), lambda: True)  # preloaded: complete from the start
         if not inventory_from:
             log.info("inventory: empty (no --inventory-from, --kubeconfig or in-cluster config)")
+    if audit_key_file is not None and audit_log is None and not audit_stdout:
+        raise click.UsageError("--audit-key-file keys the audit log: give --audit-log or --audit-stdout too")
     if audit_log is not None or audit_stdout:
+        try:
+            audit_key = read_key(audit_key_file) if audit_key_file is not None else None
+        except AuditKeyError as exc:
+            raise click.ClickException(str(exc)) from exc
         audit = AuditLog(
             audit_log,
             stream=sys.stdout if audit_stdout else None,
@@ -209,6 +222,7 @@ def command(
             backups=audit_backups,
             fsync=audit_fsync,
             on_failure=metrics.audit_failed,
+            key=audit_key,
         )
         state.audit = audit.write
         state.readiness.append(lambda: None if audit.check() else "audit log writes are failing")
