@@ -107,6 +107,11 @@ def review_views(
     return ReviewView(after, changed_kind, shared), ReviewView(before, changed_kind, shared)
 
 
+def change_phrase(operation: str) -> str:
+    """How a finding on the reverse direction names the change under review."""
+    return {"CREATE": "creating", "UPDATE": "this change to", "DELETE": "deleting"}.get(operation, "")
+
+
 # --- visibility --------------------------------------------------------------------------
 
 

@@ -594,7 +594,7 @@ def _turned_plaintext(
     after, before = (
         views if views is not None else R.review_views(ctx.inventory, ctx.before, ctx.resource.kind)
     )
-    action = {"CREATE": "creating", "UPDATE": "this change to", "DELETE": "deleting"}.get(ctx.operation, "")
+    action = R.change_phrase(ctx.operation)
     who = f"{action} {ctx.resource.kind} {_name(ctx.resource)}"
     for key in sorted(ports):
         if key in reported:

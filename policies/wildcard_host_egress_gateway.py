@@ -268,7 +268,7 @@ def _left_direct(ctx: Context) -> Iterator[Finding]:
             found = se.spec
             if isinstance(found, ServiceEntry) and found.is_mesh_external and _any_wildcard(found.hosts):
                 entries[se.key] = se
-    done = {"CREATE": "creating", "UPDATE": "this change to", "DELETE": "deleting"}.get(ctx.operation, "")
+    done = R.change_phrase(ctx.operation)
     path = ("spec", "servers") if res.kind == "Gateway" else ("spec", "hosts")
     for key in sorted(entries):
         after = ctx.inventory.get(key)

@@ -22,7 +22,7 @@ from webhook.engine import Decision, evaluate
 from webhook.findings import format_path
 from webhook.fixer import Fix, FixError, fix_file
 from webhook.inventory import MemoryInventory
-from webhook.objects import Resource, metadata_of, parse, scope_kind
+from webhook.objects import Resource, parse, scope_kind
 from webhook.policy import EnforcementPoint, Policy, PolicyError, load
 from webhook.report import FORMATS, InputError, ObjectResult, Report, ReportFinding, render
 from webhook.sources import STDIN, SourceDocument, SourceStats, iter_documents
@@ -98,7 +98,7 @@ def command(
     finally:
         gc.enable()
     report.files, report.not_objects = stats.files, len(stats.not_objects)
-    report.notices = duplicates(docs, policy.mesh.root_namespace)
+    report.notices = duplicates(docs, decisions)
     for doc, decision in zip(docs, decisions, strict=True):
         report.objects.append(_result(doc, decision, show_defaults))
     if fix:
@@ -149,25 +149,22 @@ def review(
     ]
 
 
-def duplicates(docs: list[SourceDocument], root_namespace: str) -> list[InputError]:
+def duplicates(docs: list[SourceDocument], decisions: list[Decision]) -> list[InputError]:
     """A notice for each in-scope object defined again later in the input (a tree holding a
     kustomize base and its overlays, say): every definition is reviewed, but the inventory
     can hold only one, the last read."""
     first: dict[tuple[str, str, str], SourceDocument] = {}
     out: list[InputError] = []
-    for doc in docs:
-        kind = scope_kind(doc.raw, root_namespace)
-        if kind is None:
+    for doc, decision in zip(docs, decisions, strict=True):
+        if decision.status == "skipped":  # not in scope: not in the inventory either
             continue
-        namespace, name = metadata_of(doc.raw)
-        key = (kind, namespace, name)
-        earlier = first.setdefault(key, doc)
+        earlier = first.setdefault((decision.kind, decision.namespace, decision.name), doc)
         if earlier is not doc:
             out.append(
                 InputError(
                     doc.file,
                     doc.line,
-                    f"{doc.raw.get('kind')} {namespace}/{name} is also defined at "
+                    f"{decision.kind} {decision.namespace}/{decision.name} is also defined at "
                     f"{earlier.file}:{earlier.line}; "
                     "each is reviewed, and the other objects are checked against the last one read. "
                     "Check each rendered environment on its own (kustomize build overlays/prod | "
