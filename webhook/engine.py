@@ -93,7 +93,6 @@ def evaluate(
     if policy.is_exempt(namespace):
         return Decision(raw_kind, namespace, name, "exempt")
     decision = Decision(raw_kind, namespace, name, "reviewed")
-    today = today or dt.datetime.now(dt.UTC).date()
 
     parsed = parsed_object if parsed_object is not None and obj is not None else parse(target, kind)
     if isinstance(parsed, list):
@@ -102,9 +101,11 @@ def evaluate(
             decision.outcomes = _resolve(policy, point, parsed, namespace, name, today, frozenset())
         return decision
 
+    # The world before the change: a CREATE of an object the inventory does not hold yet
+    # (the usual case) sees the inventory as it is.
     base_before: InventoryView = (
         inventory
-        if operation != "CREATE"
+        if operation != "CREATE" or inventory.get(parsed.key) is None
         else Overlay(inventory, remove=parsed.key, domain=mesh.cluster_domain)
     )
     if operation == "DELETE":
@@ -179,9 +180,11 @@ def _resolve(
     findings: Iterable[Finding],
     namespace: str,
     name: str,
-    today: dt.date,
+    today: dt.date | None,
     existing: frozenset[tuple[str, str, str]],
 ) -> list[Outcome]:
+    # Only findings need the date (exceptions expire); most reviews have none.
+    today = today or dt.datetime.now(dt.UTC).date()
     out: list[Outcome] = []
     for f in findings:
         action = policy.action(f.rule, point)
