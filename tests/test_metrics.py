@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from webhook.findings import Action, Finding, Outcome
-from webhook.metrics import Metrics
+from webhook.metrics import _LATENCY_BUCKETS, Metrics
 
 
 def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -129,3 +132,44 @@ def test_each_instance_has_its_own_registry() -> None:
     labels = {"webhook": "validate", "kind": "Sidecar", "operation": "CREATE", "verdict": "allowed"}
     assert _value(a, "meshwarden_admission_decisions_total", **labels) == 1
     assert _value(b, "meshwarden_admission_decisions_total", **labels) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=20, allow_nan=False), max_size=30))
+def test_latency_buckets_agree_with_prometheus_client_histogram(observations: list[float]) -> None:
+    # The reference: prometheus_client's own Histogram with the same buckets.
+    registry = CollectorRegistry()
+    reference = Histogram("ref_seconds", "reference", buckets=_LATENCY_BUCKETS, registry=registry)
+    m = Metrics()
+    for seconds in observations:
+        reference.observe(seconds)
+        m.observe_decision(
+            webhook="validate", kind="Gateway", operation="CREATE", verdict="allowed", seconds=seconds
+        )
+    expected = {
+        (s.name.removeprefix("ref_seconds"), s.labels.get("le")): s.value
+        for family in registry.collect()
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+    name = "meshwarden_admission_request_duration_seconds"
+    got = {
+        (s.name.removeprefix(name), s.labels.get("le")): s.value
+        for family in text_string_to_metric_families(m.render().decode())
+        for s in family.samples
+        if s.name.startswith(name)
+    }
+    if not observations:
+        assert got == {}  # no series before the first review
+        return
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert abs(got[key] - value) < 1e-9, key
+
+
+def test_an_observation_on_a_bucket_bound_counts_in_that_bucket() -> None:
+    m = Metrics()
+    m.observe_decision(webhook="mutate", kind="Gateway", operation="CREATE", verdict="allowed", seconds=0.005)
+    name = "meshwarden_admission_request_duration_seconds_bucket"
+    assert _value(m, name, webhook="mutate", le="0.0025") == 0
+    assert _value(m, name, webhook="mutate", le="0.005") == 1

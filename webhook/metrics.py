@@ -3,11 +3,16 @@ apps in one process never collide in the global one), served at `GET /metrics`."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+import bisect
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from webhook.findings import Outcome
 from webhook.objects import ISTIO_OPERATOR, NETWORKING_KINDS
@@ -24,6 +29,8 @@ OTHER = "other"
 # at most 30 s.
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+_BOUNDS = (*(floatToGoString(b) for b in _LATENCY_BUCKETS), "+Inf")
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -31,26 +38,10 @@ class Metrics:
     def __init__(self, known_rules: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._rules = frozenset(known_rules)
-        self.decisions = Counter(
-            "meshwarden_admission_decisions",
-            "Admission decisions by webhook, kind, operation and verdict.",
-            ("webhook", "kind", "operation", "verdict"),
-            registry=r,
-        )
-        self.findings = Counter(
-            "meshwarden_admission_findings",
-            "Findings in admission decisions by rule and the action taken.",
-            ("rule", "action"),
-            registry=r,
-        )
-        self.latency = Histogram(
-            "meshwarden_admission_request_duration_seconds",
-            "Time from receiving an AdmissionReview to having its response and audit record.",
-            ("webhook",),
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
+        # Decisions, findings and latency are counted on every review: plain numbers here,
+        # turned into metric families only when scraped.
+        self._reviews = _ReviewStats(frozenset(known_rules))
+        r.register(self._reviews)
         self.audit_failures = Counter(
             "meshwarden_audit_write_failures",
             "Audit records that could not be written, by destination (file, stream).",
@@ -93,8 +84,6 @@ class Metrics:
             registry=r,
         )
         self._policy_hash: str | None = None
-        self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
-        self._finding_children: dict[tuple[str, str], Any] = {}
         # Series that exist from the start, so a rate() over them is defined before the
         # first event.
         for result in ("success", "failure"):
@@ -116,26 +105,7 @@ class Metrics:
         outcomes: Iterable[Outcome] = (),
         seconds: float,
     ) -> None:
-        key = (
-            webhook if webhook in _WEBHOOKS else OTHER,
-            kind if kind in _KINDS else OTHER,
-            operation if operation in _OPERATIONS else OTHER,
-            verdict if verdict in _VERDICTS else OTHER,
-        )
-        # `labels()` validates and locks on every call; the children are cached here, so
-        # a request pays one dict lookup per series (setdefault is atomic under the GIL).
-        child = self._children.get(key)
-        if child is None:
-            child = self._children.setdefault(key, (self.decisions.labels(*key), self.latency.labels(key[0])))
-        child[0].inc()
-        child[1].observe(seconds)
-        for o in outcomes:
-            rule = o.finding.rule
-            fkey = (rule if not self._rules or rule in self._rules else OTHER, str(o.action))
-            counter = self._finding_children.get(fkey)
-            if counter is None:
-                counter = self._finding_children.setdefault(fkey, self.findings.labels(*fkey))
-            counter.inc()
+        self._reviews.observe(webhook, kind, operation, verdict, outcomes, seconds)
 
     def audit_failed(self, sink: str) -> None:
         self.audit_failures.labels(sink).inc()
@@ -170,3 +140,86 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ReviewStats(Collector):
+    """Decisions by webhook, kind, operation and verdict; findings by rule and action; the
+    latency histogram by webhook. `Counter.labels().inc()` and `Histogram.observe()` take a
+    lock and several calls each; a review costs a few dict updates here instead. Reviews
+    and scrapes both run on the server's event loop, so nothing else writes meanwhile."""
+
+    def __init__(self, known_rules: frozenset[str]) -> None:
+        self._rules = known_rules
+        self._decisions: dict[tuple[str, str, str, str], int] = {}
+        self._findings: dict[tuple[str, str], int] = {}
+        # webhook -> observations per bucket (the last one is +Inf) and their sum
+        self._latency: dict[str, tuple[list[int], list[float]]] = {}
+        self._created: dict[object, float] = {}
+
+    def observe(
+        self,
+        webhook: str,
+        kind: str,
+        operation: str,
+        verdict: str,
+        outcomes: Iterable[Outcome],
+        seconds: float,
+    ) -> None:
+        key = (
+            webhook if webhook in _WEBHOOKS else OTHER,
+            kind if kind in _KINDS else OTHER,
+            operation if operation in _OPERATIONS else OTHER,
+            verdict if verdict in _VERDICTS else OTHER,
+        )
+        decisions = self._decisions
+        if key in decisions:
+            decisions[key] += 1
+        else:
+            decisions[key] = 1
+            self._created[key] = time.time()
+        latency = self._latency.get(key[0])
+        if latency is None:
+            latency = self._latency[key[0]] = ([0] * (len(_LATENCY_BUCKETS) + 1), [0.0])
+        latency[0][bisect.bisect_left(_LATENCY_BUCKETS, seconds)] += 1  # le: bound >= seconds
+        latency[1][0] += seconds
+        for o in outcomes:
+            rule = o.finding.rule
+            fkey = (rule if not self._rules or rule in self._rules else OTHER, str(o.action))
+            if fkey in self._findings:
+                self._findings[fkey] += 1
+            else:
+                self._findings[fkey] = 1
+                self._created[fkey] = time.time()
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def _families(self) -> Iterator[Metric]:
+        decisions = CounterMetricFamily(
+            "meshwarden_admission_decisions",
+            "Admission decisions by webhook, kind, operation and verdict.",
+            labels=("webhook", "kind", "operation", "verdict"),
+        )
+        for key, count in self._decisions.items():
+            decisions.add_metric(key, count, created=self._created[key])
+        yield decisions
+        findings = CounterMetricFamily(
+            "meshwarden_admission_findings",
+            "Findings in admission decisions by rule and the action taken.",
+            labels=("rule", "action"),
+        )
+        for fkey, count in self._findings.items():
+            findings.add_metric(fkey, count, created=self._created[fkey])
+        yield findings
+        latency = HistogramMetricFamily(
+            "meshwarden_admission_request_duration_seconds",
+            "Time from receiving an AdmissionReview to having its response and audit record.",
+            labels=("webhook",),
+        )
+        for webhook, (counts, total) in self._latency.items():
+            buckets = list(zip(_BOUNDS, itertools.accumulate(counts), strict=True))
+            latency.add_metric((webhook,), buckets, total[0])
+        yield latency
