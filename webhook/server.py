@@ -155,6 +155,12 @@ async def _admit(state: AppState, scope: Scope, receive: Receive, *, mutate: boo
         message = f"request body exceeds the limit of {policy.file.max_request_bytes} bytes"
         _audit_error(state, endpoint, None, 413, message, started)
         return 413, _dumps({"error": message})
+    # Yield to the event loop once between reading a review and the CPU-bound work on it.
+    # Without it a review never suspends: under load the loop runs a whole batch of reviews
+    # between two polls of its sockets, and a request that arrives just after a poll waits
+    # for two batches instead of one (at 16 connections, p99 twice p50). With it, requests
+    # that arrived meanwhile join the batch, and they are answered in arrival order.
+    await asyncio.sleep(0)
     try:
         req = parse_review(body)
     except ReviewError as exc:
