@@ -67,37 +67,42 @@ def parse_review(body: bytes) -> AdmissionRequest:
     if not isinstance(uid, str) or not uid:
         raise ReviewError(400, "AdmissionReview request has no uid")
 
-    def field_of(name: str, types: type | tuple[type, ...], default: Any) -> Any:
-        value = req.get(name, default)
-        if value is None:
-            return default
-        if not isinstance(value, types):
-            raise ReviewError(400, f"request.{name} has the wrong type", uid)
-        return value
-
-    operation = field_of("operation", str, "")
-    if operation not in ("CREATE", "UPDATE", "DELETE", "CONNECT"):
+    operation = _field(req, "operation", str, "", uid)
+    if operation not in _OPERATIONS:
         raise ReviewError(
             400, f"request.operation must be CREATE, UPDATE, DELETE or CONNECT, got {operation!r}", uid
         )
-    obj = field_of("object", dict, None)
-    old = field_of("oldObject", dict, None)
+    obj = _field(req, "object", dict, None, uid)
+    old = _field(req, "oldObject", dict, None, uid)
     if operation in ("CREATE", "UPDATE") and obj is None:
         raise ReviewError(400, f"{operation} request has no object", uid)
     if operation == "DELETE" and old is None and obj is None:
         raise ReviewError(400, "DELETE request has no oldObject", uid)
     return AdmissionRequest(
-        uid=uid,
-        operation=operation,
-        kind=field_of("kind", dict, {}),
-        resource=field_of("resource", dict, {}),
-        namespace=field_of("namespace", str, ""),
-        name=field_of("name", str, ""),
-        object=obj,
-        old_object=old,
-        dry_run=bool(field_of("dryRun", bool, False)),
-        user=field_of("userInfo", dict, {}),
+        uid,
+        operation,
+        _field(req, "kind", dict, {}, uid),
+        _field(req, "resource", dict, {}, uid),
+        _field(req, "namespace", str, "", uid),
+        _field(req, "name", str, "", uid),
+        obj,
+        old,
+        bool(_field(req, "dryRun", bool, False, uid)),
+        _field(req, "userInfo", dict, {}, uid),
     )
+
+
+_OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
+
+
+def _field(req: dict[str, Any], name: str, types: type, default: Any, uid: str) -> Any:
+    """`req[name]`, or `default` when absent or null; a value of another type is refused."""
+    value = req.get(name)
+    if value is None:
+        return default
+    if value.__class__ is not types and not isinstance(value, types):
+        raise ReviewError(400, f"request.{name} has the wrong type", uid)
+    return value
 
 
 def review_response(uid: str, response: dict[str, Any]) -> dict[str, Any]:
