@@ -75,7 +75,8 @@ def evaluate(
 ) -> Decision:
     """`parsed_object`: `obj` as `webhook.objects.parse` already returned it, for callers that
     parsed every object to build their inventory (Resources are immutable)."""
-    load_all()
+    if not RULES:  # loading a Policy registers them; an engine without rules would pass anything
+        load_all()
     if operation not in OPERATIONS:
         raise EngineInputError(f"unknown operation {operation!r}")
     target = obj if obj is not None else old
@@ -129,19 +130,25 @@ def evaluate(
         return decision
 
     params = policy.rule_params
+    rules = policy.rules_for(kind)
     ctx = Context(resource, operation, after, base_before, mesh, params.get(SCHEMA_RULE), raw)  # type: ignore[arg-type]
     findings: list[Finding] = []
-    if operation != "DELETE" and policy.rule_enabled(SCHEMA_RULE) and SCHEMA_RULE in RULES:
-        findings = list(RULES[SCHEMA_RULE].check(ctx))
-        if any(f.level == "deny" for f in findings):
-            decision.outcomes = _resolve(policy, point, findings, namespace, name, today, frozenset())
-            return decision
-    for rule_id, spec in RULES.items():
-        if rule_id == SCHEMA_RULE or kind not in spec.kinds or not policy.rule_enabled(rule_id):
+    if operation != "DELETE":
+        for spec in rules:
+            if spec.id != SCHEMA_RULE:
+                continue
+            findings = list(spec.check(ctx))
+            for f in findings:
+                if f.level == "deny":
+                    decision.outcomes = _resolve(policy, point, findings, namespace, name, today, frozenset())
+                    return decision
+            break
+    for spec in rules:
+        if spec.id == SCHEMA_RULE:
             continue
         # One Context for every rule, given each its own parameters: `extend` has drained
         # the previous rule's findings before the next one starts.
-        ctx.params = params[rule_id]
+        ctx.params = params[spec.id]
         findings.extend(spec.check(ctx))
 
     existing: frozenset[tuple[str, str, str]] = frozenset()

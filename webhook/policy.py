@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,7 +24,7 @@ from pydantic.alias_generators import to_camel
 
 from webhook import durations
 from webhook.findings import Action
-from webhook.registry import DEFAULTERS, RULES, load_all
+from webhook.registry import DEFAULTERS, RULES, RuleSpec, load_all
 from webhook.sources import SourceError, load_yaml
 
 
@@ -161,6 +162,19 @@ class Policy:
     def rule_enabled(self, rule_id: str) -> bool:
         cfg = self.file.rules.get(rule_id)
         return cfg is None or cfg.enabled
+
+    def rules_for(self, kind: str) -> tuple[RuleSpec, ...]:
+        """The enabled rules that review `kind`, in registration order. Asked on every
+        review; a Policy never changes, so the answer is kept per kind."""
+        found = self._rules_by_kind.get(kind)
+        if found is None:
+            found = tuple(s for rid, s in RULES.items() if kind in s.kinds and self.rule_enabled(rid))
+            self._rules_by_kind[kind] = found
+        return found
+
+    @cached_property
+    def _rules_by_kind(self) -> dict[str, tuple[RuleSpec, ...]]:
+        return {}
 
     def defaulter_enabled(self, defaulter_id: str) -> bool:
         cfg = self.file.defaults.get(defaulter_id)
