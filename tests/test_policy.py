@@ -12,7 +12,7 @@ import pytest
 
 from webhook import policy as P
 from webhook.findings import Action
-from webhook.policy_store import PolicyStore
+from webhook.policy_store import PolicyStore, same_inventory_settings
 
 
 def test_embedded_default_loads_and_is_hashed() -> None:
@@ -138,3 +138,29 @@ def test_store_refuses_to_start_on_an_invalid_file(tmp_path: Path) -> None:
     path.write_text("rules: {nope: {}}\n")
     with pytest.raises(P.PolicyError, match="unknown rule id"):
         PolicyStore(path)
+
+
+def test_store_guard_refuses_a_policy_the_server_cannot_take_without_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("mesh: {rootNamespace: istio-system}\n")
+    store = PolicyStore(path)
+    store.guards.append(same_inventory_settings)
+    first = store.current
+    events: list[tuple[object, object]] = []
+    store.on_reload.append(lambda pol, err: events.append((pol, err)))
+
+    path.write_text("mesh: {rootNamespace: mesh-root, clusterDomain: corp.local}\n")
+    os.utime(path, ns=(1, 1))
+    assert store.check() is False
+    assert store.current is first and store.failed_reloads == 1
+    assert events[-1][0] is None
+    message = str(events[-1][1])
+    assert "mesh.rootNamespace changes from 'istio-system' to 'mesh-root'" in message
+    assert "mesh.clusterDomain changes from 'cluster.local' to 'corp.local'" in message
+    assert "restart meshwarden" in message
+
+    # Any other change still takes effect.
+    path.write_text("mesh: {rootNamespace: istio-system}\nrules: {no-allow-any-outbound: {action: warn}}\n")
+    os.utime(path, ns=(2, 2))
+    assert store.check() is True
+    assert store.current.action("no-allow-any-outbound", P.EnforcementPoint.ADMISSION) is Action.WARN

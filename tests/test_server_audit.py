@@ -477,6 +477,27 @@ def test_policy_reload_is_counted_and_recorded(tmp_path: Path) -> None:
     assert [f["action"] for f in new["findings"]] == ["warn"]
 
 
+def test_a_reload_that_moves_the_root_namespace_is_refused_until_a_restart(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    mesh_config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "istio", "namespace": "istio-system"},
+        "data": {"mesh": "outboundTrafficPolicy:\n  mode: ALLOW_ANY\n"},
+    }
+    with serve(tmp_path, "--policy", str(policy)) as server, server.client() as c:
+        policy.write_text(POLICY + "mesh: {rootNamespace: mesh-root}\n")
+        assert wait_for(
+            lambda: _sum(_metrics(c), "meshwarden_policy_reloads_total", result="failure") == 1, timeout=15
+        )
+        assert "mesh.rootNamespace changes from 'istio-system' to 'mesh-root'" in server.log_text()
+        assert "restart meshwarden to apply them" in server.log_text()
+        # istio-system is still the root: its mesh config is still reviewed.
+        resp = c.post("/validate", json=review(mesh_config)).json()["response"]
+        assert resp["allowed"] is False and "no-allow-any-outbound" in resp["status"]["message"]
+
+
 # --- a keyed chain, written by the real server ------------------------------------------------
 
 

@@ -2,7 +2,8 @@
 
 Requests read `current` (one attribute read); a reload builds and validates the new policy
 aside and swaps it in whole, so a request sees either the old policy or the new one. A
-file that does not validate is refused and the old policy stays in force.
+file that does not validate is refused and the old policy stays in force, as is one that a
+guard refuses: a change the running server cannot take without a restart.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class PolicyStore:
         self.reloads = 0
         self.failed_reloads = 0
         self.on_reload: list[Callable[[Policy | None, str | None], None]] = []
+        # (in force, new) -> why the new policy cannot take effect now, or None
+        self.guards: list[Callable[[Policy, Policy], str | None]] = []
 
     def _stat(self) -> tuple[int, int, int] | None:
         if self.path is None:
@@ -44,16 +47,43 @@ class PolicyStore:
         try:
             policy = load(self.path)
         except PolicyError as exc:
-            self.failed_reloads += 1
-            log.error("policy reload refused, keeping policy %s: %s", self.current.sha256[:12], exc)
-            for cb in self.on_reload:
-                cb(None, str(exc))
-            return False
+            return self._refuse(str(exc))
         if policy.sha256 == self.current.sha256:
             return False
+        for guard in self.guards:
+            reason = guard(self.current, policy)
+            if reason is not None:
+                return self._refuse(f"{self.path}: {reason}")
         self.current = policy
         self.reloads += 1
         log.info("policy reloaded from %s (sha256 %s)", self.path, policy.sha256[:12])
         for cb in self.on_reload:
             cb(policy, None)
         return True
+
+    def _refuse(self, reason: str) -> bool:
+        self.failed_reloads += 1
+        log.error("policy reload refused, keeping policy %s: %s", self.current.sha256[:12], reason)
+        for cb in self.on_reload:
+            cb(None, reason)
+        return False
+
+
+def same_inventory_settings(current: Policy, new: Policy) -> str | None:
+    """A guard for a server whose inventory was built for the mesh settings at start: the
+    root namespace (where mesh config is watched or read) and the cluster domain (how hosts
+    are indexed) cannot change under it."""
+    problems = [
+        f"mesh.{name} changes from {old!r} to {now!r}"
+        for name, old, now in (
+            ("rootNamespace", current.mesh.root_namespace, new.mesh.root_namespace),
+            ("clusterDomain", current.mesh.cluster_domain, new.mesh.cluster_domain),
+        )
+        if old != now
+    ]
+    if not problems:
+        return None
+    return (
+        "; ".join(problems)
+        + ": the inventory was built for the settings in force at start; restart meshwarden to apply them"
+    )

@@ -19,7 +19,7 @@ from webhook.cluster_inventory import ClusterInventory
 from webhook.inventory import InventoryView, MemoryInventory
 from webhook.metrics import Metrics
 from webhook.policy import PolicyError
-from webhook.policy_store import PolicyStore
+from webhook.policy_store import PolicyStore, same_inventory_settings
 from webhook.server import AppState, create_app
 from webhook.shutdown import Draining, GracefulServer
 
@@ -142,6 +142,7 @@ def command(
     except PolicyError as exc:
         raise click.ClickException(str(exc)) from exc
     policy = policies.current
+    policies.guards.append(same_inventory_settings)
     log.info("policy %s (sha256 %s)", policy.source, policy.sha256[:12])
 
     files = MemoryInventory(domain=policy.mesh.cluster_domain)
