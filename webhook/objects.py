@@ -136,7 +136,8 @@ def _build(
     if not isinstance(data, Mapping):
         return [Finding(SCHEMA_RULE, path, f"must be an object, got {_type_name(data)}")]
     try:
-        spec = model.model_validate(data)
+        # The model's validator itself: `model_validate` is a Python wrapper around this call.
+        spec = model.__pydantic_validator__.validate_python(data)
     except ValidationError as exc:
         return [
             Finding(SCHEMA_RULE, path + tuple(err["loc"]), _pydantic_message(err))
