@@ -162,6 +162,22 @@ def test_exception_covers_until_it_expires() -> None:
     assert not expired.allowed
 
 
+def test_exception_expiry_is_judged_on_todays_date_when_none_is_given() -> None:
+    # The server passes no date: the engine reads the clock itself, for reviews with findings.
+    def policy(expires: dt.date) -> P.Policy:
+        text = (
+            "exceptions: [{rule: no-allow-any-outbound, namespace: shop, name: 'default', reason: r,"
+            f" ticket: SEC-1, expires: {expires.isoformat()}}}]"
+        )
+        return P.parse(text.encode(), source="x")
+
+    today = dt.datetime.now(dt.UTC).date()
+    live = run(sidecar("ALLOW_ANY"), pol=policy(today + dt.timedelta(days=30)))
+    assert live.allowed and [o.action for o in live.outcomes] == [Action.EXCEPTED]
+    lapsed = run(sidecar("ALLOW_ANY"), pol=policy(today - dt.timedelta(days=30)))
+    assert not lapsed.allowed and [o.action for o in lapsed.outcomes] == [Action.DENY]
+
+
 def test_update_downgrades_what_the_old_object_already_had() -> None:
     old = sidecar("ALLOW_ANY")
     new = sidecar("ALLOW_ANY", labels={"team": "shop"})
