@@ -137,16 +137,12 @@ def evaluate(
     rules = policy.rules_for(kind)
     ctx = Context(resource, operation, after, base_before, mesh, params.get(SCHEMA_RULE), raw)  # type: ignore[arg-type]
     findings: list[Finding] = []
-    if operation != "DELETE":
-        for spec in rules:
-            if spec.id != SCHEMA_RULE:
-                continue
-            findings = list(spec.check(ctx))
-            for f in findings:
-                if f.level == "deny":
-                    decision.outcomes = _resolve(policy, point, findings, namespace, name, today, frozenset())
-                    return decision
-            break
+    schema = next((s for s in rules if s.id == SCHEMA_RULE), None) if operation != "DELETE" else None
+    if schema is not None:
+        findings = list(schema.check(ctx))
+        if any(f.level == "deny" for f in findings):
+            decision.outcomes = _resolve(policy, point, findings, namespace, name, today, frozenset())
+            return decision
     for spec in rules:
         if spec.id == SCHEMA_RULE:
             continue
