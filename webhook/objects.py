@@ -35,10 +35,11 @@ class Resource:
     spec: IstioModel
     api_version: str = ""
     annotations: Mapping[str, str] = field(default_factory=dict)
+    # Stored, not a property: rules and inventories ask for it many times per review.
+    key: ResourceKey = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> ResourceKey:
-        return (self.kind, self.namespace, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.kind, self.namespace, self.name))
 
     @property
     def display(self) -> str:
