@@ -30,7 +30,7 @@ class EngineInputError(ValueError):
     """The request cannot be reviewed at all (no object to look at, unknown operation)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     kind: str  # the object's kind as written
     namespace: str
@@ -137,15 +137,14 @@ def evaluate(
     rules = policy.rules_for(kind)
     ctx = Context(resource, operation, after, base_before, mesh, params.get(SCHEMA_RULE), raw)  # type: ignore[arg-type]
     findings: list[Finding] = []
-    schema = next((s for s in rules if s.id == SCHEMA_RULE), None) if operation != "DELETE" else None
-    if schema is not None:
-        findings = list(schema.check(ctx))
-        if any(f.level == "deny" for f in findings):
-            decision.outcomes = _resolve(policy, point, findings, namespace, name, today, frozenset())
-            return decision
+    if rules and rules[0].id == SCHEMA_RULE:  # `rules_for` puts it first
+        schema, rules = rules[0], rules[1:]
+        if operation != "DELETE":
+            findings = list(schema.check(ctx))
+            if any(f.level == "deny" for f in findings):
+                decision.outcomes = _resolve(policy, point, findings, namespace, name, today, frozenset())
+                return decision
     for spec in rules:
-        if spec.id == SCHEMA_RULE:
-            continue
         # One Context for every rule, given each its own parameters: `extend` has drained
         # the previous rule's findings before the next one starts.
         ctx.params = params[spec.id]

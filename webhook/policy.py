@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 
 from webhook import durations
 from webhook.findings import Action
+from webhook.objects import SCHEMA_RULE
 from webhook.registry import DEFAULTERS, RULES, RuleSpec, load_all
 from webhook.sources import SourceError, load_yaml
 
@@ -164,11 +165,13 @@ class Policy:
         return cfg is None or cfg.enabled
 
     def rules_for(self, kind: str) -> tuple[RuleSpec, ...]:
-        """The enabled rules that review `kind`, in registration order. Asked on every
-        review; a Policy never changes, so the answer is kept per kind."""
+        """The enabled rules that review `kind`: `istio-schema` first (the engine stops at
+        its denials), then the others in registration order. Asked on every review; a Policy
+        never changes, so the answer is kept per kind."""
         found = self._rules_by_kind.get(kind)
         if found is None:
-            found = tuple(s for rid, s in RULES.items() if kind in s.kinds and self.rule_enabled(rid))
+            enabled = [s for rid, s in RULES.items() if kind in s.kinds and self.rule_enabled(rid)]
+            found = tuple(sorted(enabled, key=lambda s: s.id != SCHEMA_RULE))  # a stable sort
             self._rules_by_kind[kind] = found
         return found
 
