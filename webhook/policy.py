@@ -43,7 +43,15 @@ def _check_duration(value: str) -> str:
 
 
 Duration = Annotated[str, AfterValidator(_check_duration)]
-ConfiguredAction = Annotated[Literal["deny", "warn", "audit"], AfterValidator(Action)]
+
+
+def _to_action(value: str) -> Action:
+    # A function, not the Action class itself: pydantic reads a validator's signature, and
+    # an Enum class has none it can read on Python 3.12 and later.
+    return Action(value)
+
+
+ConfiguredAction = Annotated[Literal["deny", "warn", "audit"], AfterValidator(_to_action)]
 
 
 class _Config(BaseModel):
