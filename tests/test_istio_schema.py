@@ -1587,6 +1587,28 @@ def test_mesh_config_rejections(obj: dict, path: tuple, message: str) -> None:
     assert not decision.allowed
 
 
+@pytest.mark.parametrize(
+    ("obj", "path", "message"),
+    [
+        ({**_obj("ServiceEntry", None)}, ("spec",), "spec: Required value"),
+        (_obj("VirtualService", ["api.example.com"]), ("spec",), "must be an object, got list"),
+        ({**_mesh_configmap(""), "data": {"mesh": 5}}, ("data", "mesh"), "mesh config must be a YAML string"),
+        (_mesh_configmap("a: [1"), ("data", "mesh"), "mesh config is not usable YAML"),
+        (
+            _operator({"outboundTrafficPolicy": "ALLOW_ANY"}),
+            ("spec", "meshConfig", "outboundTrafficPolicy"),
+            "must be an object, got string",
+        ),
+    ],
+    ids=["no-spec", "spec-not-a-mapping", "mesh-not-a-string", "mesh-not-yaml", "operator-field-type"],
+)
+def test_unreadable_objects_are_denied_with_a_fix(obj: dict, path: tuple, message: str) -> None:
+    decision = _review(obj)
+    (outcome,) = _schema(decision)
+    assert outcome.finding.path == path and outcome.finding.message.startswith(message)
+    assert outcome.finding.fix and outcome.action is Action.DENY
+
+
 def test_a_rejected_object_is_reported_for_that_alone() -> None:
     # A wildcard host routed directly from the mesh would also break the egress rule; Istio
     # would refuse the object anyway (bad timeout), so only istio-schema speaks.

@@ -105,12 +105,20 @@ def parse(raw: Mapping[str, Any], kind: str) -> Resource | list[Finding]:
         text = data.get("mesh", "") if isinstance(data, Mapping) else ""
         path: Path = ("data", "mesh")
         if not isinstance(text, str):
-            return [Finding(SCHEMA_RULE, path, "mesh config must be a YAML string")]
+            return [
+                Finding(
+                    SCHEMA_RULE,
+                    path,
+                    "mesh config must be a YAML string",
+                    "write `mesh: |` and the YAML under it",
+                )
+            ]
         try:
             mesh = load_yaml("mesh config", text) if text.strip() else {}
         except SourceError as exc:
             where = f" (line {exc.line})" if exc.line is not None else ""
-            return [Finding(SCHEMA_RULE, path, f"mesh config is not usable YAML: {exc.problem}{where}")]
+            message = f"mesh config is not usable YAML: {exc.problem}{where}"
+            return [Finding(SCHEMA_RULE, path, message, "correct the YAML at that line of `mesh`")]
         return _build(MeshConfig, mesh or {}, path, kind, namespace, name, api_version, annotations)
     if kind == ISTIO_OPERATOR:
         spec = raw.get("spec") or {}
@@ -120,7 +128,7 @@ def parse(raw: Mapping[str, Any], kind: str) -> Resource | list[Finding]:
 
     spec = raw.get("spec")
     if spec is None:
-        return [Finding(SCHEMA_RULE, ("spec",), "spec: Required value")]
+        return [Finding(SCHEMA_RULE, ("spec",), "spec: Required value", f"give the {kind} a `spec`")]
     return _build(SPEC_MODELS[kind], spec, ("spec",), kind, namespace, name, api_version, annotations)
 
 
@@ -135,30 +143,48 @@ def _build(
     annotations: Mapping[str, str],
 ) -> Resource | list[Finding]:
     if not isinstance(data, Mapping):
-        return [Finding(SCHEMA_RULE, path, f"must be an object, got {_type_name(data)}")]
+        return [
+            Finding(SCHEMA_RULE, path, f"must be an object, got {_type_name(data)}", _TYPE_FIXES["dict_type"])
+        ]
     try:
         # The model's validator itself: `model_validate` is a Python wrapper around this call.
         spec = model.__pydantic_validator__.validate_python(data)
     except ValidationError as exc:
         return [
-            Finding(SCHEMA_RULE, path + tuple(err["loc"]), _pydantic_message(err))
+            Finding(SCHEMA_RULE, path + tuple(err["loc"]), _pydantic_message(err), _pydantic_fix(err))
             for err in exc.errors(include_url=False)
         ]
     return Resource(kind, namespace, name, spec, api_version, annotations)
 
 
+_EXPECTED = {
+    "int_type": "must be an integer",
+    "string_type": "must be a string",
+    "bool_type": "must be a boolean",
+    "list_type": "must be a list",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+}
+_TYPE_FIXES = {
+    "int_type": "write a whole number, without quotes",
+    "string_type": "write a string (quote it in YAML if it looks like a number or a boolean)",
+    "bool_type": "write true or false, without quotes",
+    "list_type": "write a list (one `- item` per entry)",
+    "dict_type": "write a mapping of the fields the Istio API defines here",
+    "model_type": "write a mapping of the fields the Istio API defines here",
+    "model_attributes_type": "write a mapping of the fields the Istio API defines here",
+}
+
+
 def _pydantic_message(err: Mapping[str, Any]) -> str:
-    expected = {
-        "int_type": "must be an integer",
-        "string_type": "must be a string",
-        "bool_type": "must be a boolean",
-        "list_type": "must be a list",
-        "dict_type": "must be an object",
-        "model_type": "must be an object",
-        "model_attributes_type": "must be an object",
-    }.get(err["type"])
+    expected = _EXPECTED.get(err["type"])
     got = _type_name(err.get("input"))
     return f"{expected}, got {got}" if expected else str(err["msg"])
+
+
+def _pydantic_fix(err: Mapping[str, Any]) -> str:
+    return _TYPE_FIXES.get(err["type"], "give the field the type the Istio API defines for it")
 
 
 def _type_name(value: Any) -> str:
