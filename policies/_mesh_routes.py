@@ -27,10 +27,12 @@ from webhook import hosts as H
 from webhook.findings import Path
 from webhook.inventory import InventoryView
 from webhook.models import (
+    DESTINATION,
     ClientTLSSettings,
     Destination,
     DestinationRule,
     Gateway,
+    HTTPMatchRequest,
     HTTPRoute,
     L4MatchAttributes,
     Server,
@@ -403,7 +405,7 @@ def _top_tls(res: Resource, port: int) -> PortTLS:
 
 def _policy_tls(res: Resource, policy: TrafficPolicy, port: int, at: Path, label: str) -> PortTLS:
     for k, entry in enumerate(policy.port_level_settings):
-        if entry.port is not None and entry.port.number == port:
+        if entry.port is not None and entry.port.get("number") == port:
             path = (*at, "portLevelSettings", k)
             return PortTLS(res, entry.tls, (*path, "tls") if entry.tls is not None else path, label, port)
     where = f"{label}top-level tls" if label else "top-level tls"
@@ -417,7 +419,7 @@ def _subset_tls(base: PortTLS, owner: Resource, index: int, sub: Subset, port: i
     at: Path = ("spec", "subsets", index, "trafficPolicy")
     label = f"subset {sub.name} "
     for k, entry in enumerate(policy.port_level_settings):
-        if entry.port is not None and entry.port.number == port:
+        if entry.port is not None and entry.port.get("number") == port:
             path = (*at, "portLevelSettings", k)
             return PortTLS(owner, entry.tls, (*path, "tls") if entry.tls is not None else path, label, port)
     if policy.tls is not None:
@@ -432,8 +434,9 @@ def tls_blocks(res: Resource) -> Iterator[tuple[Path, ClientTLSSettings, int | N
         if policy.tls is not None:
             yield (*at, "tls"), policy.tls, None, subset
         for k, entry in enumerate(policy.port_level_settings):
-            if entry.tls is not None and entry.port is not None and entry.port.number is not None:
-                yield (*at, "portLevelSettings", k, "tls"), entry.tls, entry.port.number, subset
+            number = entry.port.get("number") if entry.port is not None else None
+            if entry.tls is not None and number is not None:
+                yield (*at, "portLevelSettings", k, "tls"), entry.tls, number, subset
 
 
 def _policies(spec: DestinationRule) -> Iterator[tuple[Path, TrafficPolicy, str | None]]:
@@ -456,7 +459,7 @@ def block_applies(res: Resource, block_port: int | None, block_subset: str | Non
         policy = sub.traffic_policy if sub else None
     if policy is None:
         return False
-    return not any(e.port is not None and e.port.number == port for e in policy.port_level_settings)
+    return not any(e.port is not None and e.port.get("number") == port for e in policy.port_level_settings)
 
 
 # --- VirtualServices and routes ----------------------------------------------------------
@@ -556,39 +559,58 @@ def gateway_route_hosts(inv: InventoryView, res: Resource, gateway: GatewayKey, 
     delegated: set[tuple[str, str]] = set()
     for route in vs.http:
         match = route.match
-        if not (_route_applies(match, top_binds, gateway, ns) if match else top_binds):
+        if not (_http_route_applies(match, top_binds, gateway, ns) if match else top_binds):
             continue
         if route.mirror is not None or route.mirrors or route.delegate is not None:
             for owner, d, _ in _http_targets(inv, res, route, ()):
                 if owner is res:
-                    own.add(d.host or "")
+                    own.add(d.get("host") or "")
                 else:
-                    delegated.add((owner.namespace, d.host or ""))
+                    delegated.add((owner.namespace, d.get("host") or ""))
             continue
         for rd in route.route:  # what `_targets` yields, without the paths
-            d = rd.destination
-            if d is not None and d.host:
-                own.add(d.host)
-    for routes in (vs.tls, vs.tcp):
-        for route in routes:
-            if _route_applies(route.match, top_binds, gateway, ns):
-                for rd in route.route:
-                    d = rd.destination
-                    if d is not None and d.host:
-                        own.add(d.host)
+            target = rd.get("destination")
+            if target is not None:
+                host = target.get("host")
+                if host:
+                    own.add(host)
+    for l4_routes in (vs.tls, vs.tcp):
+        for l4_route in l4_routes:
+            if _route_applies(l4_route.match, top_binds, gateway, ns):
+                for rd in l4_route.route:
+                    target = rd.get("destination")
+                    if target is not None:
+                        host = target.get("host")
+                        if host:
+                            own.add(host)
     out = {H.resolve(host, ns, domain) for host in own}
     for owner_ns, host in delegated:
         out.add(H.resolve(host, owner_ns, domain))
     return out
 
 
-def _route_applies(matches: list[Any], top_binds: bool, gateway: GatewayKey, ns: str) -> bool:
-    """Whether a route with these matches applies to `gateway` on some port; `top_binds`:
-    the VirtualService's own gateways name it (a match-level list replaces them)."""
+def _route_applies(
+    matches: list[TLSMatchAttributes] | list[L4MatchAttributes], top_binds: bool, gateway: GatewayKey, ns: str
+) -> bool:
+    """Whether a tls or tcp route with these matches applies to `gateway` on some port;
+    `top_binds`: the VirtualService's own gateways name it (a match-level list replaces them)."""
     if not matches:
         return top_binds
     for m in matches:  # noqa: SIM110 - a loop: any() over a generator costs more, per route
         if names_gateway(m.gateways, gateway, ns) if m.gateways else top_binds:
+            return True
+    return False
+
+
+def _http_route_applies(
+    matches: list[HTTPMatchRequest], top_binds: bool, gateway: GatewayKey, ns: str
+) -> bool:
+    """`_route_applies` for an http route."""
+    if not matches:
+        return top_binds
+    for m in matches:  # a loop, as above
+        gateways = m.get("gateways")
+        if names_gateway(gateways, gateway, ns) if gateways else top_binds:
             return True
     return False
 
@@ -598,10 +620,13 @@ def _gateway_routes(res: Resource, gateway: GatewayKey) -> Iterator[tuple[Path, 
     vs = _vs(res)
     ns = res.namespace
     top_binds = names_gateway(vs.effective_gateways, gateway, ns)
-    for kind, routes in (("http", vs.http), ("tls", vs.tls), ("tcp", vs.tcp)):
-        for i, route in enumerate(routes):
-            if _route_applies(route.match, top_binds, gateway, ns):
-                yield ("spec", kind, i), route
+    for i, route in enumerate(vs.http):
+        if _http_route_applies(route.match, top_binds, gateway, ns):
+            yield ("spec", "http", i), route
+    for kind, l4_routes in (("tls", vs.tls), ("tcp", vs.tcp)):
+        for i, l4_route in enumerate(l4_routes):
+            if _route_applies(l4_route.match, top_binds, gateway, ns):
+                yield ("spec", kind, i), l4_route
 
 
 @dataclass(frozen=True, slots=True)
@@ -681,7 +706,7 @@ def _http_applies(
     if not route.match:
         return gateway in top
     return any(
-        gateway in _match_gateways(m.gateways, top, ns) and (m.port is None or m.port == port)
+        gateway in _match_gateways(m.get("gateways"), top, ns) and m.get("port") in (None, port)
         for m in route.match
     )
 
@@ -734,16 +759,17 @@ def _dests(res: Resource, route: list, at: Path, domain: str) -> list[RouteDest]
 def _targets(res: Resource, route: list, at: Path) -> Iterator[tuple[Resource, Destination, Path]]:
     """(VirtualService, destination, its path) of each destination of a route list."""
     for j, rd in enumerate(route):
-        d = rd.destination
-        if d is not None and d.host:
+        d = rd.get("destination")
+        if d is not None and d.get("host"):
             yield res, d, (*at, "route", j, "destination")
 
 
 def _dest(res: Resource, d: Destination, path: Path, domain: str) -> RouteDest:
+    port = d.get("port")
     return RouteDest(
-        host=H.resolve(d.host or "", res.namespace, domain),
-        port=d.port.number if d.port is not None else None,
-        subset=d.subset,
+        host=H.resolve(d.get("host") or "", res.namespace, domain),
+        port=port.get("number") if port is not None else None,
+        subset=d.get("subset"),
         path=path,
         vs=res,
     )
@@ -761,13 +787,13 @@ def _http_targets(
     """The destinations of an http route: its own, its mirrors, and those of the
     VirtualService it delegates to."""
     yield from _targets(res, route.route, at)
-    if route.mirror is not None and route.mirror.host:
+    if route.mirror is not None and route.mirror.get("host"):
         yield res, route.mirror, (*at, "mirror")
     for k, mirror in enumerate(route.mirrors or []):
         raw = mirror.get("destination") if isinstance(mirror, dict) else None
         if isinstance(raw, dict) and isinstance(raw.get("host"), str):
             try:
-                d = Destination.model_validate(raw)
+                d = DESTINATION.validate_python(raw)
             except ValidationError:
                 continue  # malformed: istio-schema reports it
             yield res, d, (*at, "mirrors", k, "destination")

@@ -63,7 +63,7 @@ def _wants_default(route: HTTPRoute, default_ns: int) -> bool:
         return False
     if route.fault is not None:
         return False  # Envoy disables timeouts and retries on routes with faults
-    per_try = route.retries.per_try_timeout if route.retries is not None else None
+    per_try = route.retries.get("perTryTimeout") if route.retries is not None else None
     if per_try is not None:
         try:
             per_try_ns = durations.parse(per_try)

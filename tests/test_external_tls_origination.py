@@ -247,6 +247,16 @@ def test_mirror_to_a_plaintext_host_is_a_way_out() -> None:
     assert "spec.http[0].mirror" in finding.message and "httpbin.org:80" in finding.message
 
 
+def test_an_entry_of_mirrors_to_a_plaintext_host_is_a_way_out() -> None:
+    world = load(EGRESS / "cnn-port-rewrite.yaml") + load(SEEDS / "001-02-serviceentry-httpbin-ext.yaml")
+    pick(world, "VirtualService")["spec"]["http"][0]["mirrors"] = [
+        {"destination": {"host": "edition.cnn.com", "port": {"number": 443}}},
+        {"destination": {"host": "httpbin.org", "port": {"number": 80}}, "percentage": {"value": 5}},
+    ]
+    (finding,) = _denials(world, pick(world, "ServiceEntry", "edition-cnn-com"))
+    assert "spec.http[0].mirrors[1].destination" in finding.message and "httpbin.org:80" in finding.message
+
+
 def test_sniffed_port_needs_its_tcp_traffic_covered_too() -> None:
     world = load(EGRESS / "cnn-port-rewrite.yaml")
     se = pick(world, "ServiceEntry")

@@ -492,8 +492,8 @@ _MAX_GOOD_TARGETS = 8192
 
 def target_key(dest: Destination) -> tuple[str | None, str | None, int | None]:
     """(host, subset, port number): the number is 0 when the selector has none, None without a selector."""
-    port = dest.port
-    return (dest.host, dest.subset, None if port is None else port.number or 0)
+    port = dest.get("port")
+    return (dest.get("host"), dest.get("subset"), None if port is None else port.get("number") or 0)
 
 
 def _target_ok(host: str | None, subset: str | None, port: int | None) -> bool:
@@ -523,7 +523,7 @@ def check_destination(report: Report, path: Path, dest: Destination | None) -> N
     """validateDestination: a route target (VirtualService, Sidecar egress proxy)."""
     if dest is None or destination_ok(dest):
         return
-    host = dest.host
+    host = dest.get("host")
     if host is None:
         report.error((*path, "host"), required((*path, "host")), "name the destination service host")
     elif host == "*":
@@ -532,13 +532,15 @@ def check_destination(report: Report, path: Path, dest: Destination | None) -> N
         problem = wildcard_domain_problem(host)
         if problem:
             report.error((*path, "host"), problem, FIX_HOST)
-    if dest.subset and not is_dns1123_label(dest.subset):
+    subset = dest.get("subset")
+    if subset and not is_dns1123_label(subset):
         report.error(
             (*path, "subset"),
-            f"subset name is invalid: {dest.subset}",
+            f"subset name is invalid: {subset}",
             "name a subset of the destination rule (a DNS-1123 label)",
         )
-    if dest.port is not None:
-        problem = port_problem(dest.port.number or 0)
+    port = dest.get("port")
+    if port is not None:
+        problem = port_problem(port.get("number") or 0)
         if problem:
             report.error((*path, "port", "number"), problem, FIX_PORT)

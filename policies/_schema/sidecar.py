@@ -26,7 +26,7 @@ from policies._schema.common import (
     unix_address_problem,
 )
 from webhook.findings import Path
-from webhook.models import Destination, IstioEgressListener, OutboundTrafficPolicy, Sidecar
+from webhook.models import IstioEgressListener, OutboundTrafficPolicy, Sidecar
 
 OUTBOUND_MODES = ("REGISTRY_ONLY", "ALLOW_ANY")
 CAPTURE_MODES = ("DEFAULT", "IPTABLES", "NONE")
@@ -245,16 +245,14 @@ def _outbound(report: Report, path: Path, policy: OutboundTrafficPolicy | None) 
             "remove `egressProxy`",
         )
         return
-    problem = fqdn_problem(proxy.host or "")
+    problem = fqdn_problem(proxy.get("host") or "")
     if problem:
         report.error(
             (*path, "egressProxy", "host"), problem, "name the egress proxy's service by its DNS name"
         )
-    if proxy.port is None:
+    if proxy.get("port") is None:
         report.error(
             (*path, "egressProxy", "port"), "sidecar: egress_proxy port must be non-nil", "set `port.number`"
         )
         return
-    check_destination(
-        report, (*path, "egressProxy"), Destination(host=proxy.host, subset=proxy.subset, port=proxy.port)
-    )
+    check_destination(report, (*path, "egressProxy"), proxy)

@@ -35,7 +35,7 @@ from webhook import durations
 from webhook.findings import Path
 from webhook.hosts import matches, subset_of
 from webhook.models import (
-    Destination,
+    DESTINATION,
     HTTPMatchRequest,
     HTTPRetry,
     HTTPRoute,
@@ -364,9 +364,8 @@ def _http_route(report: Report, path: Path, route: HTTPRoute, delegate: bool, ra
     ):
         _conflicts(report, path, route, delegate)
     for match in fields["match"]:
-        # The modelled fields the match sets (`model_fields_set` without its property call):
-        # uri and headers are not modelled, so most matches set none.
-        if match.__pydantic_fields_set__:
+        # uri and headers are not modelled, so most matches are empty here.
+        if match:
             _http_matches(report, path, fields["match"])
             break
     cors = raw.get("corsPolicy")
@@ -401,12 +400,16 @@ def _http_route(report: Report, path: Path, route: HTTPRoute, delegate: bool, ra
 
 def _http_matches(report: Report, path: Path, matches: list[HTTPMatchRequest]) -> None:
     for j, match in enumerate(matches):
-        if match.port or match.source_labels or match.gateways:
-            _l4_match(report, (*path, "match", j), None, match.port, match.source_labels, match.gateways)
-        if match.source_namespace and not is_dns1123_label(match.source_namespace):
+        port = match.get("port")
+        source_labels = match.get("sourceLabels")
+        gateways = match.get("gateways")
+        if port or source_labels or gateways:
+            _l4_match(report, (*path, "match", j), None, port, source_labels, gateways)
+        namespace = match.get("sourceNamespace")
+        if namespace and not is_dns1123_label(namespace):
             report.error(
                 (*path, "match", j, "sourceNamespace"),
-                f"sourceNamespace match {match.source_namespace} is invalid",
+                f"sourceNamespace match {namespace} is invalid",
                 "use a namespace name",
             )
 
@@ -481,13 +484,14 @@ def _destinations(report: Report, path: Path, field: str, destinations: list[Rou
     # checked again in full, in order.
     total = 0
     for dest in destinations:
-        target = dest.destination
+        target = dest.get("destination")
         if target is None:
             break
-        port = target.port
-        if (target.host, target.subset, None if port is None else port.number or 0) not in GOOD_TARGETS:
+        port = target.get("port")
+        key = (target.get("host"), target.get("subset"), None if port is None else port.get("number") or 0)
+        if key not in GOOD_TARGETS:
             break
-        weight = dest.weight
+        weight = dest.get("weight")
         if weight:
             if weight < 0:
                 break
@@ -502,14 +506,14 @@ def _destinations(report: Report, path: Path, field: str, destinations: list[Rou
 def _check_destinations(report: Report, path: Path, field: str, destinations: list[RouteDestination]) -> None:
     total = 0
     for k, dest in enumerate(destinations):
-        target = dest.destination
+        target = dest.get("destination")
         if target is None:
             report.error(
                 (*path, field, k, "destination"), "destination is required", "set `destination.host`"
             )
         else:
             check_destination(report, (*path, field, k, "destination"), target)
-        weight = dest.weight or 0
+        weight = dest.get("weight") or 0
         if weight < 0:
             report.error((*path, field, k, "weight"), f"weight {weight} < 0", "use weights from 0 to 100")
         total += weight
@@ -525,9 +529,9 @@ def _total_weight_zero(report: Report, path: Path, field: str) -> None:
 
 def _retries(report: Report, route_path: Path, retries: HTTPRetry, raw: Any) -> None:
     """The route's `retries` (its path is built only for a finding)."""
-    attempts = retries.attempts or 0
-    per_try_timeout = retries.per_try_timeout
-    retry_on = retries.retry_on
+    attempts = retries.get("attempts") or 0
+    per_try_timeout = retries.get("perTryTimeout")
+    retry_on = retries.get("retryOn")
     if attempts <= 0:
         if attempts < 0:
             report.error(
@@ -676,7 +680,7 @@ def _mirror(report: Report, path: Path, mirror: Any) -> None:
     if not check_object(report, (*path, "destination"), raw_dest):
         return
     try:
-        dest = Destination.model_validate(raw_dest)
+        dest = DESTINATION.validate_python(raw_dest)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             report.error((*path, "destination", *err["loc"]), str(err["msg"]), "fix the field's type")
