@@ -24,7 +24,7 @@ import yaml
 from pydantic import ValidationError
 
 from webhook import hosts as H
-from webhook.findings import Path
+from webhook.findings import Path, format_path
 from webhook.inventory import InventoryView
 from webhook.models import (
     DESTINATION,
@@ -638,6 +638,15 @@ class RouteDest:
     subset: str | None
     path: Path  # JSON path of the destination in the VirtualService
     vs: Resource
+
+
+def mesh_route_text(d: RouteDest, vs: Resource) -> str:
+    """Where a destination found through `vs` is written, for a message: the path is in
+    `d.vs`, which is a delegate when it is not `vs`."""
+    where = f"the mesh route at {format_path(d.path)} of VirtualService {d.vs.namespace}/{d.vs.name}"
+    if d.vs is not vs:
+        where += f" (the delegate of VirtualService {vs.namespace}/{vs.name})"
+    return where
 
 
 @dataclass(frozen=True, slots=True)

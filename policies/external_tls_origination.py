@@ -207,7 +207,7 @@ def _port_verdict(
             )
         for d in routes.dests:
             dport = R.destination_port(inv, d, number)
-            where = f"the mesh route at {format_path(d.path)} of VirtualService {_name(vs)}"
+            where = R.mesh_route_text(d, vs)
             if not R.is_egress_gateway_host(mesh, d.host):
                 hops.add(_Hop(d.host, dport, d.subset or "", ns, False, where))
                 continue

@@ -203,7 +203,7 @@ def _port_problem(ctx: Context, vs: Resource, host: str, port: ServicePort) -> s
     if wrong:
         d = wrong[0]
         return (
-            f"the mesh route at {format_path(d.path)} of VirtualService {_name(vs)} sends it to {d.host}, "
+            f"{R.mesh_route_text(d, vs)} sends it to {d.host}, "
             f"not to the egress gateway ({', '.join(mesh.egress_gateway.hosts)})"
         )
     if routes.falls_through:

@@ -257,6 +257,33 @@ def test_an_entry_of_mirrors_to_a_plaintext_host_is_a_way_out() -> None:
     assert "spec.http[0].mirrors[1].destination" in finding.message and "httpbin.org:80" in finding.message
 
 
+def _delegating(to: dict[str, Any]) -> list[Doc]:
+    """The port-rewrite shape with its route handed to a delegate VirtualService in `routes`."""
+    world = load(EGRESS / "cnn-port-rewrite.yaml")
+    root = pick(world, "VirtualService")
+    root["spec"]["http"][0] = {"match": [{"port": 80}], "delegate": {"name": "cnn", "namespace": "routes"}}
+    delegate = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "cnn", "namespace": "routes"},
+        "spec": {"http": [{"route": [{"destination": to}]}]},
+    }
+    return [*world, delegate]
+
+
+def test_a_delegate_virtual_service_is_followed() -> None:
+    good = _delegating({"host": "edition.cnn.com", "port": {"number": 443}})
+    assert _run(good, pick(good, "ServiceEntry")) == []
+    bad = _delegating({"host": "edition.cnn.com", "port": {"number": 80}})
+    (finding,) = _denials(bad, pick(bad, "ServiceEntry"))
+    # The path is in the delegate, and the message says so.
+    assert (
+        "the mesh route at spec.http[0].route[0].destination of VirtualService routes/cnn "
+        "(the delegate of VirtualService default/rewrite-port-for-edition-cnn-com) "
+        "sends it to edition.cnn.com:80"
+    ) in finding.message, finding.message
+
+
 def test_sniffed_port_needs_its_tcp_traffic_covered_too() -> None:
     world = load(EGRESS / "cnn-port-rewrite.yaml")
     se = pick(world, "ServiceEntry")
