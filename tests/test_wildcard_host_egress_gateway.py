@@ -377,3 +377,21 @@ def test_creating_a_wildcard_virtualservice_not_bound_to_the_egress_gateway_is_d
         "creating VirtualService default/rival takes a wildcard ServiceEntry off the egress gateway"
     )
     assert "VirtualService default/rival is not bound to a Gateway that selects the egress" in messages[0]
+
+
+def test_a_route_of_a_delegate_is_named_with_its_own_virtual_service() -> None:
+    se = _wiki_se()
+    se["spec"]["ports"] = [{"number": 80, "name": "http", "protocol": "HTTP"}]
+    root = _wild_vs(hosts=["*.wikipedia.org"], http=[{"delegate": {"name": "wiki", "namespace": "routes"}}])
+    delegate = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "wiki", "namespace": "routes"},
+        "spec": {"http": [{"route": [{"destination": {"host": "*.wikipedia.org"}}]}]},
+    }
+    # One finding for the missing gateway pair, one for the port that goes direct.
+    finding = {f.path_text: f for f in _findings([root, delegate], se)}["spec.ports[0]"]
+    assert (
+        "the mesh route at spec.http[0].route[0].destination of VirtualService routes/wiki "
+        f"(the delegate of VirtualService apps/{root['metadata']['name']}) sends it to *.wikipedia.org"
+    ) in finding.message, finding.message
