@@ -35,6 +35,7 @@ from webhook.models import (
     HTTPMatchRequest,
     HTTPRoute,
     L4MatchAttributes,
+    RouteDestination,
     Server,
     ServiceEntry,
     Subset,
@@ -558,17 +559,17 @@ def gateway_route_hosts(inv: InventoryView, res: Resource, gateway: GatewayKey, 
     own: set[str] = set()
     delegated: set[tuple[str, str]] = set()
     for route in vs.http:
-        match = route.match
+        match = route.get("match")
         if not (_http_route_applies(match, top_binds, gateway, ns) if match else top_binds):
             continue
-        if route.mirror is not None or route.mirrors or route.delegate is not None:
+        if route.get("mirror") is not None or route.get("mirrors") or route.get("delegate") is not None:
             for owner, d, _ in _http_targets(inv, res, route, ()):
                 if owner is res:
                     own.add(d.get("host") or "")
                 else:
                     delegated.add((owner.namespace, d.get("host") or ""))
             continue
-        for rd in route.route:  # what `_targets` yields, without the paths
+        for rd in route.get("route") or ():  # what `_targets` yields, without the paths
             target = rd.get("destination")
             if target is not None:
                 host = target.get("host")
@@ -603,7 +604,7 @@ def _route_applies(
 
 
 def _http_route_applies(
-    matches: list[HTTPMatchRequest], top_binds: bool, gateway: GatewayKey, ns: str
+    matches: list[HTTPMatchRequest] | None, top_binds: bool, gateway: GatewayKey, ns: str
 ) -> bool:
     """`_route_applies` for an http route."""
     if not matches:
@@ -621,7 +622,7 @@ def _gateway_routes(res: Resource, gateway: GatewayKey) -> Iterator[tuple[Path, 
     ns = res.namespace
     top_binds = names_gateway(vs.effective_gateways, gateway, ns)
     for i, route in enumerate(vs.http):
-        if _http_route_applies(route.match, top_binds, gateway, ns):
+        if _http_route_applies(route.get("match"), top_binds, gateway, ns):
             yield ("spec", "http", i), route
     for kind, l4_routes in (("tls", vs.tls), ("tcp", vs.tcp)):
         for i, l4_route in enumerate(l4_routes):
@@ -712,11 +713,12 @@ def _match_gateways(
 def _http_applies(
     route: HTTPRoute, top: tuple[GatewayKey, ...], gateway: GatewayKey, port: int, ns: str
 ) -> bool:
-    if not route.match:
+    matches = route.get("match")
+    if not matches:
         return gateway in top
     return any(
         gateway in _match_gateways(m.get("gateways"), top, ns) and m.get("port") in (None, port)
-        for m in route.match
+        for m in matches
     )
 
 
@@ -761,11 +763,13 @@ def _l4_applies(
     return hit, full
 
 
-def _dests(res: Resource, route: list, at: Path, domain: str) -> list[RouteDest]:
+def _dests(res: Resource, route: Sequence[RouteDestination], at: Path, domain: str) -> list[RouteDest]:
     return [_dest(owner, d, path, domain) for owner, d, path in _targets(res, route, at)]
 
 
-def _targets(res: Resource, route: list, at: Path) -> Iterator[tuple[Resource, Destination, Path]]:
+def _targets(
+    res: Resource, route: Sequence[RouteDestination], at: Path
+) -> Iterator[tuple[Resource, Destination, Path]]:
     """(VirtualService, destination, its path) of each destination of a route list."""
     for j, rd in enumerate(route):
         d = rd.get("destination")
@@ -795,22 +799,24 @@ def _http_targets(
 ) -> Iterator[tuple[Resource, Destination, Path]]:
     """The destinations of an http route: its own, its mirrors, and those of the
     VirtualService it delegates to."""
-    yield from _targets(res, route.route, at)
-    if route.mirror is not None and route.mirror.get("host"):
-        yield res, route.mirror, (*at, "mirror")
-    for k, mirror in enumerate(route.mirrors or []):
-        raw = mirror.get("destination") if isinstance(mirror, dict) else None
+    yield from _targets(res, route.get("route") or (), at)
+    mirror = route.get("mirror")
+    if mirror is not None and mirror.get("host"):
+        yield res, mirror, (*at, "mirror")
+    for k, entry in enumerate(route.get("mirrors") or ()):
+        raw = entry.get("destination") if isinstance(entry, dict) else None
         if isinstance(raw, dict) and isinstance(raw.get("host"), str):
             try:
                 d = DESTINATION.validate_python(raw)
             except ValidationError:
                 continue  # malformed: istio-schema reports it
             yield res, d, (*at, "mirrors", k, "destination")
-    if route.delegate is not None and route.delegate.name:
-        target = inv.get(("VirtualService", route.delegate.namespace or res.namespace, route.delegate.name))
+    delegate = route.get("delegate")
+    if delegate is not None and delegate.name:
+        target = inv.get(("VirtualService", delegate.namespace or res.namespace, delegate.name))
         if target is not None:
             for i, sub in enumerate(_vs(target).http):
-                yield from _targets(target, sub.route, ("spec", "http", i))
+                yield from _targets(target, sub.get("route") or (), ("spec", "http", i))
 
 
 def destination_port(inv: InventoryView, dest: RouteDest, listener_port: int) -> int:

@@ -57,13 +57,18 @@ def mutate(ctx: Context) -> list[Change]:
 
 
 def _wants_default(route: HTTPRoute, default_ns: int) -> bool:
-    if route.timeout is not None or not route.route:
+    if route.get("timeout") is not None or not route.get("route"):
         return False  # an explicit value is never changed; only forwarding routes time out
-    if route.redirect is not None or route.direct_response is not None or route.delegate is not None:
+    if (
+        route.get("redirect") is not None
+        or route.get("directResponse") is not None
+        or route.get("delegate") is not None
+    ):
         return False
-    if route.fault is not None:
+    if route.get("fault") is not None:
         return False  # Envoy disables timeouts and retries on routes with faults
-    per_try = route.retries.get("perTryTimeout") if route.retries is not None else None
+    retries = route.get("retries")
+    per_try = retries.get("perTryTimeout") if retries is not None else None
     if per_try is not None:
         try:
             per_try_ns = durations.parse(per_try)
@@ -89,19 +94,21 @@ def check(ctx: Context) -> Iterator[Finding]:
         return
     max_ns = durations.parse(params.max_timeout)
     for i, route in enumerate(spec.http):
-        if route.timeout is None:
+        timeout = route.get("timeout")
+        if timeout is None:
             continue
         try:
-            timeout_ns = durations.parse(route.timeout)
+            timeout_ns = durations.parse(timeout)
         except durations.DurationError:
             continue  # istio-schema reports it
         if timeout_ns <= max_ns:
             continue
-        which = f"route {route.name!r}" if route.name else f"http route {i}"
+        name = route.get("name")
+        which = f"route {name!r}" if name else f"http route {i}"
         yield Finding(
             DEFAULTER_ID,
             ("spec", "http", i, "timeout"),
-            f"{which} has timeout {route.timeout}, above the maximum {params.max_timeout}: "
+            f"{which} has timeout {timeout}, above the maximum {params.max_timeout}: "
             "callers wait that long on a slow upstream",
             f"Lower it to the maximum or less:\ntimeout: {params.max_timeout}",
             level="warn",

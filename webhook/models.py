@@ -22,10 +22,10 @@ class IstioModel(BaseModel):
 Labels = dict[StrictStr, StrictStr]
 
 
-# The small leaf types a VirtualService repeats for every route (destinations, matches,
-# retries) are validated TypedDicts rather than models: the same strict checks and JSON
-# paths, at a third of a model instance's cost. Their keys are the JSON names, an absent
-# field is an absent key (read them with `.get`), and extra keys are dropped.
+# The types a VirtualService repeats for every route (the HTTP route itself, destinations,
+# matches, retries) are validated TypedDicts rather than models: the same strict checks and
+# JSON paths, at a third of a model instance's cost. Their keys are the JSON names, an
+# absent field is an absent key (read them with `.get`), and extra keys are dropped.
 
 
 # --- shared ---------------------------------------------------------------------------
@@ -199,19 +199,19 @@ class Delegate(IstioModel):
     namespace: StrictStr | None = None
 
 
-class HTTPRoute(IstioModel):
-    name: StrictStr | None = None
-    match: list[HTTPMatchRequest] = Field(default_factory=list)
-    route: list[RouteDestination] = Field(default_factory=list)
-    redirect: dict | None = None
-    direct_response: dict | None = None
-    delegate: Delegate | None = None
-    rewrite: dict | None = None
-    timeout: StrictStr | None = None
-    retries: HTTPRetry | None = None
-    fault: dict | None = None
-    mirror: Destination | None = None
-    mirrors: list[dict] | None = None
+class HTTPRoute(TypedDict, total=False):
+    name: StrictStr | None
+    match: list[HTTPMatchRequest]
+    route: list[RouteDestination]
+    redirect: dict | None
+    directResponse: dict | None
+    delegate: Delegate | None
+    rewrite: dict | None
+    timeout: StrictStr | None
+    retries: HTTPRetry | None
+    fault: dict | None
+    mirror: Destination | None
+    mirrors: list[dict] | None
 
 
 class TLSMatchAttributes(IstioModel):

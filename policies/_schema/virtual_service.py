@@ -345,33 +345,29 @@ def _l4_match(
 
 def _http_route(report: Report, path: Path, route: HTTPRoute, delegate: bool, raw: Mapping[str, Any]) -> None:
     # This runs for every route of every object and most fields are absent: validators run only
-    # for fields that are present, and sub-paths are built only for a finding. The fields are
-    # read from the model's `__dict__`: an attribute read of a pydantic model goes through its
-    # `__getattr__` hook and costs about twice a dict look-up.
-    fields = route.__dict__
-    routes = fields["route"]
-    redirect = fields["redirect"]
-    direct_response = fields["direct_response"]
-    mirror = fields["mirror"]
-    mirrors = fields["mirrors"]
+    # for fields that are present, and sub-paths are built only for a finding.
+    routes = route.get("route")
+    redirect = route.get("redirect")
+    direct_response = route.get("directResponse")
+    mirror = route.get("mirror")
+    mirrors = route.get("mirrors")
     # A route with destinations and nothing that excludes them has no conflict to report.
     if (
         not routes
         or redirect is not None
         or direct_response is not None
-        or fields["delegate"] is not None
+        or route.get("delegate") is not None
         or (mirrors and mirror is not None)
     ):
         _conflicts(report, path, route, delegate)
-    for match in fields["match"]:
-        # uri and headers are not modelled, so most matches are empty here.
-        if match:
-            _http_matches(report, path, fields["match"])
-            break
+    matches = route.get("match")
+    # uri and headers are not modelled, so most matches are empty here.
+    if matches and any(matches):
+        _http_matches(report, path, matches)
     cors = raw.get("corsPolicy")
     if cors is not None and check_object(report, (*path, "corsPolicy"), cors) and "maxAge" in cors:
         _max_age(report, (*path, "corsPolicy", "maxAge"), cors["maxAge"])
-    fault = fields["fault"]
+    fault = route.get("fault")
     if fault is not None:
         _fault(report, (*path, "fault"), fault)
     if "mirrorPercentage" in raw:
@@ -385,15 +381,15 @@ def _http_route(report: Report, path: Path, route: HTTPRoute, delegate: bool, ra
         _redirect(report, path, redirect)
     if direct_response is not None:
         _direct_response(report, path, direct_response)
-    retries = fields["retries"]
+    retries = route.get("retries")
     if retries is not None:
         _retries(report, path, retries, raw.get("retries"))
-    rewrite = fields["rewrite"]
+    rewrite = route.get("rewrite")
     if rewrite is not None:
         _rewrite(report, path, rewrite)
     if routes:
         _destinations(report, path, "route", routes)
-    timeout = fields["timeout"]
+    timeout = route.get("timeout")
     if timeout is not None and duration_problem(timeout):
         check_duration(report, (*path, "timeout"), timeout)
 
@@ -415,20 +411,26 @@ def _http_matches(report: Report, path: Path, matches: list[HTTPMatchRequest]) -
 
 
 def _conflicts(report: Report, path: Path, route: HTTPRoute, delegate: bool) -> None:
-    if route.delegate is not None:
+    routes = route.get("route")
+    redirect = route.get("redirect")
+    direct_response = route.get("directResponse")
+    fault = route.get("fault")
+    rewrite = route.get("rewrite")
+    if route.get("delegate") is not None:
         if not delegate:
             # A root route hands the request to the delegate: it may not route it itself.
-            name = f" {route.name}" if route.name else ""
-            if route.redirect is not None:
+            name = route.get("name")
+            label = f" {name}" if name else ""
+            if redirect is not None:
                 report.error(
                     (*path, "redirect"),
-                    f"root HTTP route{name} must not specify redirect",
+                    f"root HTTP route{label} must not specify redirect",
                     "remove `redirect` or `delegate`",
                 )
-            if route.route:
+            if routes:
                 report.error(
                     (*path, "route"),
-                    f"root HTTP route{name} must not specify route",
+                    f"root HTTP route{label} must not specify route",
                     "remove `route` or `delegate`",
                 )
             return
@@ -437,39 +439,39 @@ def _conflicts(report: Report, path: Path, route: HTTPRoute, delegate: bool) -> 
             "delegate HTTP route cannot contain delegate",
             "delegation is one level deep: remove `delegate`",
         )
-    if route.redirect is not None:
-        if route.route:
+    if redirect is not None:
+        if routes:
             report.error((*path, "route"), "HTTP route cannot contain both route and redirect", _FIX_ROUTE)
-        if route.fault is not None:
+        if fault is not None:
             report.error((*path, "fault"), "HTTP route cannot contain both fault and redirect", _FIX_ROUTE)
-        if route.rewrite is not None:
+        if rewrite is not None:
             report.error(
                 (*path, "rewrite"), "HTTP route rule cannot contain both rewrite and redirect", _FIX_ROUTE
             )
-        if route.direct_response is not None:
+        if direct_response is not None:
             report.error(
                 (*path, "directResponse"),
                 "HTTP route rule cannot contain both direct_response and redirect",
                 _FIX_ROUTE,
             )
-    elif route.direct_response is not None:
-        if route.route:
+    elif direct_response is not None:
+        if routes:
             report.error(
                 (*path, "route"), "HTTP route cannot contain both route and direct_response", _FIX_ROUTE
             )
-        if route.fault is not None:
+        if fault is not None:
             report.error(
                 (*path, "fault"), "HTTP route cannot contain both fault and direct_response", _FIX_ROUTE
             )
-        if route.rewrite is not None:
+        if rewrite is not None:
             report.error(
                 (*path, "rewrite"),
                 "HTTP route rule cannot contain both rewrite and direct_response",
                 _FIX_ROUTE,
             )
-    elif not route.route:
+    elif not routes:
         report.error(path, "HTTP route, redirect or direct_response is required", _FIX_ROUTE)
-    if route.mirrors and route.mirror is not None:
+    if route.get("mirrors") and route.get("mirror") is not None:
         report.error(
             (*path, "mirrors"),
             "HTTP route cannot contain both mirror and mirrors",
