@@ -795,10 +795,10 @@ def _http_dests(
 
 
 def _http_targets(
-    inv: InventoryView, res: Resource, route: HTTPRoute, at: Path
+    inv: InventoryView, res: Resource, route: HTTPRoute, at: Path, root: bool = True
 ) -> Iterator[tuple[Resource, Destination, Path]]:
-    """The destinations of an http route: its own, its mirrors, and those of the
-    VirtualService it delegates to."""
+    """The destinations of an http route: its own, its mirrors, and those of the routes of
+    the VirtualService it delegates to (`root`: delegation is one level deep)."""
     yield from _targets(res, route.get("route") or (), at)
     mirror = route.get("mirror")
     if mirror is not None and mirror.get("host"):
@@ -812,11 +812,11 @@ def _http_targets(
                 continue  # malformed: istio-schema reports it
             yield res, d, (*at, "mirrors", k, "destination")
     delegate = route.get("delegate")
-    if delegate is not None and delegate.name:
+    if root and delegate is not None and delegate.name:
         target = inv.get(("VirtualService", delegate.namespace or res.namespace, delegate.name))
         if target is not None:
             for i, sub in enumerate(_vs(target).http):
-                yield from _targets(target, sub.get("route") or (), ("spec", "http", i))
+                yield from _http_targets(inv, target, sub, ("spec", "http", i), root=False)
 
 
 def destination_port(inv: InventoryView, dest: RouteDest, listener_port: int) -> int:

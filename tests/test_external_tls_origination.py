@@ -284,6 +284,18 @@ def test_a_delegate_virtual_service_is_followed() -> None:
     ) in finding.message, finding.message
 
 
+def test_a_mirror_in_a_delegate_virtual_service_is_followed() -> None:
+    world = _delegating({"host": "edition.cnn.com", "port": {"number": 443}})
+    world += load(SEEDS / "001-02-serviceentry-httpbin-ext.yaml")
+    pick(world, "VirtualService", "cnn")["spec"]["http"][0]["mirror"] = {
+        "host": "httpbin.org",
+        "port": {"number": 80},
+    }
+    (finding,) = _denials(world, pick(world, "ServiceEntry", "edition-cnn-com"))
+    assert "spec.http[0].mirror of VirtualService routes/cnn (the delegate of" in finding.message
+    assert "httpbin.org:80" in finding.message
+
+
 def test_sniffed_port_needs_its_tcp_traffic_covered_too() -> None:
     world = load(EGRESS / "cnn-port-rewrite.yaml")
     se = pick(world, "ServiceEntry")
