@@ -994,6 +994,16 @@ CASES: list[tuple[str, str, dict, tuple, str, str]] = [
         "deny",
     ),
     (
+        "vs-mirrors-destination-port-type",
+        "VirtualService",
+        _vs_route(
+            route=_DEST, mirrors=[{"destination": {"host": "api.example.com", "port": {"number": "80"}}}]
+        ),
+        ("spec", "http", 0, "mirrors", 0, "destination", "port", "number"),
+        "must be an integer, got string",
+        "deny",
+    ),
+    (
         "vs-mirrors-destination-subset",
         "VirtualService",
         _vs_route(route=_DEST, mirrors=[{"destination": {"host": "api.example.com", "subset": "V_1"}}]),

@@ -151,7 +151,7 @@ def _build(
         spec = model.__pydantic_validator__.validate_python(data)
     except ValidationError as exc:
         return [
-            Finding(SCHEMA_RULE, path + tuple(err["loc"]), _pydantic_message(err), _pydantic_fix(err))
+            Finding(SCHEMA_RULE, path + tuple(err["loc"]), type_error_message(err), type_error_fix(err))
             for err in exc.errors(include_url=False)
         ]
     return Resource(kind, namespace, name, spec, api_version, annotations)
@@ -177,13 +177,14 @@ _TYPE_FIXES = {
 }
 
 
-def _pydantic_message(err: Mapping[str, Any]) -> str:
+def type_error_message(err: Mapping[str, Any]) -> str:
+    """A pydantic error of a modelled Istio field, as the `istio-schema` message says it."""
     expected = _EXPECTED.get(err["type"])
     got = _type_name(err.get("input"))
     return f"{expected}, got {got}" if expected else str(err["msg"])
 
 
-def _pydantic_fix(err: Mapping[str, Any]) -> str:
+def type_error_fix(err: Mapping[str, Any]) -> str:
     return _TYPE_FIXES.get(err["type"], "give the field the type the Istio API defines for it")
 
 

@@ -42,6 +42,7 @@ from webhook.models import (
     RouteDestination,
     VirtualService,
 )
+from webhook.objects import type_error_fix, type_error_message
 
 # Envoy's retry-on policies (x-envoy-retry-on and x-envoy-retry-grpc-on).
 RETRY_ON = frozenset(
@@ -685,7 +686,7 @@ def _mirror(report: Report, path: Path, mirror: Any) -> None:
         dest = DESTINATION.validate_python(raw_dest)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
-            report.error((*path, "destination", *err["loc"]), str(err["msg"]), "fix the field's type")
+            report.error((*path, "destination", *err["loc"]), type_error_message(err), type_error_fix(err))
         return
     check_destination(report, (*path, "destination"), dest)
     _mirror_percentage(report, (*path, "percentage"), mirror.get("percentage"), "mirror percentage")
