@@ -143,9 +143,7 @@ def _build(
     annotations: Mapping[str, str],
 ) -> Resource | list[Finding]:
     if not isinstance(data, Mapping):
-        return [
-            Finding(SCHEMA_RULE, path, f"must be an object, got {_type_name(data)}", _TYPE_FIXES["dict_type"])
-        ]
+        return [Finding(SCHEMA_RULE, path, f"{_OBJECT[0]}, got {_type_name(data)}", _OBJECT[1])]
     try:
         # The model's validator itself: `model_validate` is a Python wrapper around this call.
         spec = model.__pydantic_validator__.validate_python(data)
@@ -157,35 +155,31 @@ def _build(
     return Resource(kind, namespace, name, spec, api_version, annotations)
 
 
-_EXPECTED = {
-    "int_type": "must be an integer",
-    "string_type": "must be a string",
-    "bool_type": "must be a boolean",
-    "list_type": "must be a list",
-    "dict_type": "must be an object",
-    "model_type": "must be an object",
-    "model_attributes_type": "must be an object",
-}
-_TYPE_FIXES = {
-    "int_type": "write a whole number, without quotes",
-    "string_type": "write a string (quote it in YAML if it looks like a number or a boolean)",
-    "bool_type": "write true or false, without quotes",
-    "list_type": "write a list (one `- item` per entry)",
-    "dict_type": "write a mapping of the fields the Istio API defines here",
-    "model_type": "write a mapping of the fields the Istio API defines here",
-    "model_attributes_type": "write a mapping of the fields the Istio API defines here",
+_OBJECT = ("must be an object", "write a mapping of the fields the Istio API defines here")
+# pydantic's error type -> (what the field must be, how to write it)
+_TYPE_ERRORS = {
+    "int_type": ("must be an integer", "write a whole number, without quotes"),
+    "string_type": (
+        "must be a string",
+        "write a string (quote it in YAML if it looks like a number or a boolean)",
+    ),
+    "bool_type": ("must be a boolean", "write true or false, without quotes"),
+    "list_type": ("must be a list", "write a list (one `- item` per entry)"),
+    "dict_type": _OBJECT,
+    "model_type": _OBJECT,
+    "model_attributes_type": _OBJECT,
 }
 
 
 def type_error_message(err: Mapping[str, Any]) -> str:
     """A pydantic error of a modelled Istio field, as the `istio-schema` message says it."""
-    expected = _EXPECTED.get(err["type"])
-    got = _type_name(err.get("input"))
-    return f"{expected}, got {got}" if expected else str(err["msg"])
+    known = _TYPE_ERRORS.get(err["type"])
+    return f"{known[0]}, got {_type_name(err.get('input'))}" if known else str(err["msg"])
 
 
 def type_error_fix(err: Mapping[str, Any]) -> str:
-    return _TYPE_FIXES.get(err["type"], "give the field the type the Istio API defines for it")
+    known = _TYPE_ERRORS.get(err["type"])
+    return known[1] if known else "give the field the type the Istio API defines for it"
 
 
 def _type_name(value: Any) -> str:
